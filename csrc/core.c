@@ -1,0 +1,73 @@
+/* core.c - the tether.core module: the scheduler state and luaopen_tether_core */
+#include <string.h>
+
+#include "internal.h"
+
+/* ---- static helpers --------------------------------------------------- */
+
+static int l_sched_gc(lua_State *L) {
+  tt_sched *S = lua_touserdata(L, 1);
+  if (S->heap) {
+    void *ud;
+    lua_Alloc f = lua_getallocf(L, &ud);
+    f(ud, S->heap, sizeof(tt_timer *) * (size_t)S->capheap, 0);
+    S->heap = NULL;
+    S->capheap = S->nheap = 0;
+  }
+  return 0;
+}
+
+/* The scheduler of `L`, created on first use. */
+static tt_sched *tk_sched_get(lua_State *L) {
+  tt_sched *S;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &tt_sched_key) == LUA_TUSERDATA) {
+    S = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return S;
+  }
+  lua_pop(L, 1);
+  S = lua_newuserdatauv(L, sizeof(tt_sched), 0);
+  memset(S, 0, sizeof *S);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, l_sched_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &tt_sched_key);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  S->L = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  S->loop = uv_default_loop();
+  S->t0 = uv_hrtime();
+  return S;
+}
+
+/* ---- public C API ----------------------------------------------------- */
+
+int tether_set_loop(lua_State *L, uv_loop_t *loop) {
+  tt_sched *S = tk_sched_get(L);
+  if (S->running) return UV_EBUSY;
+  S->loop = loop ? loop : uv_default_loop();
+  return 0;
+}
+
+uv_loop_t *tether_get_loop(lua_State *L) {
+  return tk_sched_get(L)->loop;
+}
+
+/* ---- open ------------------------------------------------------------- */
+
+int luaopen_tether_core(lua_State *L) {
+  tt_sched *S = tk_sched_get(L);
+  lua_newtable(L);
+  tt_errors_open(L, S);     /* the classes first: the rest refers to them */
+  tt_sched_open(L, S);
+  tt_task_open(L, S);
+  tt_scope_open(L, S);
+  tt_group_open(L, S);
+  tt_errgroup_open(L, S);
+  tt_gather_open(L, S);
+  tt_dump_open(L, S);
+  lua_pushliteral(L, TETHER_VERSION);
+  lua_setfield(L, -2, "VERSION");
+  return 1;
+}

@@ -1,0 +1,494 @@
+/* group.c - task groups: with_group, spawn, start, limits, daemons, and the join */
+#include <string.h>
+
+#include "internal.h"
+
+#define GROUP_MT "tether.TaskGroup"
+
+/* ---- static helpers --------------------------------------------------- */
+
+static tt_group *check_group(lua_State *L, int idx) {
+  return luaL_checkudata(L, idx, GROUP_MT);
+}
+
+static int is_callable(lua_State *L, int idx) {
+  if (lua_isfunction(L, idx)) return 1;
+  if (luaL_getmetafield(L, idx, "__call") != LUA_TNIL) {
+    lua_pop(L, 1);
+    return 1;
+  }
+  return 0;
+}
+
+static void push_ref(lua_State *L, int ref) {
+  if (ref == LUA_NOREF || ref == LUA_REFNIL) lua_pushnil(L);
+  else lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+}
+
+static void unref(lua_State *L, int *ref) {
+  luaL_unref(L, LUA_REGISTRYINDEX, *ref);
+  *ref = LUA_NOREF;
+}
+
+/* Cancel the daemon tasks of `g`: its main work is done. */
+static void ts_cancel_daemons(tt_sched *S, tt_group *g) {
+  tt_task *c = g->children;
+  g->daemons_cancelled = 1;
+  if (c == NULL) return;
+  do {
+    tt_task *next = c->glink.next;
+    if (c->daemon) ts_cancel(S, &c->root, TT_REASON_DAEMON);
+    c = next;
+  } while (c != g->children);
+}
+
+/* Options of spawn/start: the index of the function, daemon flag, name. */
+static int spawn_args(lua_State *L, const char *op, int *daemon, int *nameidx) {
+  int fidx = 2;
+  *daemon = 0;
+  *nameidx = 0;
+  if (lua_istable(L, 2) && !is_callable(L, 2)) {
+    int ty = lua_getfield(L, 2, "name");
+    lua_pop(L, 1);
+    if (ty != LUA_TNIL && ty != LUA_TSTRING)
+      luaL_error(L, "bad argument #1 to '%s' (opts.name must be a string)", op);
+    if (ty == LUA_TSTRING) *nameidx = 2;
+    ty = lua_getfield(L, 2, "daemon");
+    if (ty != LUA_TNIL && ty != LUA_TBOOLEAN)
+      luaL_error(L, "bad argument #1 to '%s' (opts.daemon must be a boolean)",
+                 op);
+    *daemon = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    fidx = 3;
+  }
+  if (!is_callable(L, fidx))
+    luaL_error(L, "bad argument #%d to '%s' (function expected, got %s)",
+               fidx - 1, op, luaL_typename(L, fidx));
+  return fidx;
+}
+
+/* ---- core functions --------------------------------------------------- */
+
+/*
+** Record error `eidx` (traceback at `tbidx`, task name at `nameidx`) in
+** group `g`, in the order errors are raised.
+*/
+void tk_group_record(lua_State *L, tt_group *g, int eidx, int tbidx,
+                     int nameidx) {
+  int n = g->nerr + 1;
+  eidx = lua_absindex(L, eidx);
+  tbidx = lua_absindex(L, tbidx);
+  nameidx = lua_absindex(L, nameidx);
+  if (g->errors_ref == LUA_NOREF) {
+    lua_newtable(L);
+    g->errors_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_newtable(L);
+    g->infos_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  push_ref(L, g->infos_ref);
+  lua_createtable(L, 0, 2);
+  lua_pushvalue(L, nameidx);
+  lua_setfield(L, -2, "task");
+  lua_pushvalue(L, tbidx);
+  lua_setfield(L, -2, "traceback");
+  lua_rawseti(L, -2, n);
+  lua_pop(L, 1);
+  push_ref(L, g->errors_ref);
+  lua_pushvalue(L, eidx);
+  lua_rawseti(L, -2, n);
+  lua_pushinteger(L, n);
+  lua_setfield(L, -2, "n");
+  lua_pop(L, 1);
+  g->nerr = n;
+}
+
+/* A task of `g` (named at `nameidx`) failed: cancel the rest of the group. */
+void tk_group_fail(lua_State *L, tt_group *g, int nameidx) {
+  if (g->scope.cancel_called) return;
+  lua_pushvalue(L, nameidx);
+  g->scope.source_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  ts_cancel(g->S, &g->scope, TT_REASON_FAILED);
+}
+
+/*
+** Child `t` of its group has finished: hand its slot to a waiting spawner,
+** and wake the body's task if it waits for the group to empty (or for the
+** main work to end, to cancel the daemons).
+*/
+void ts_group_child_done(tt_sched *S, tt_task *t) {
+  tt_group *g = t->group;
+  tt_task *o = g->scope.owner;
+  (void)S;
+  TT_LIST_REMOVE(g->children, t, glink);
+  g->nlive--;
+  if (!t->daemon) g->nwork--;
+  if (g->limit && g->lwaiters && g->nlive + g->nreserved < g->limit) {
+    tt_task *w = g->lwaiters;
+    w->granted = 1;
+    g->nreserved++;
+    ts_wake(w, 0);
+  }
+  if (g->body_done && o->state == TT_T_BLOCKED && o->wait == TT_W_JOIN &&
+      o->scope == &g->scope &&
+      (g->nlive + g->nreserved == 0 ||
+       (g->nwork == 0 && !g->daemons_cancelled)))
+    ts_wake(o, 0);
+}
+
+/*
+** Create a child task of `g` for the function at `fidx` (with the values
+** above it as arguments) and push its handle; it runs on a later tick.
+** `parent` is the scope it runs under (the group's, or the caller's while a
+** g:start waits).  Never blocks.
+*/
+static tt_task *tk_group_add(lua_State *L, tt_sched *S, tt_group *g, int fidx,
+                             int nameidx, int daemon, tt_scope *parent) {
+  tt_task *t = tk_task_new(L, S, fidx, lua_gettop(L) - fidx);
+  lua_pushvalue(L, nameidx ? nameidx : fidx);
+  if (nameidx) {
+    lua_getfield(L, -1, "name");
+    lua_remove(L, -2);
+  }
+  lua_setiuservalue(L, -2, TT_UV_NAME);
+  t->daemon = (uint8_t)daemon;
+  t->group = g;
+  t->root.parent = parent;
+  TT_LIST_APPEND(parent->children, &t->root, link);
+  TT_LIST_APPEND(g->children, t, glink);
+  g->nlive++;
+  if (!daemon) g->nwork++;
+  if (daemon && g->daemons_cancelled) ts_cancel(S, &t->root, TT_REASON_DAEMON);
+  ts_ready(S, t);
+  return t;
+}
+
+tt_task *tk_group_spawn(lua_State *L, tt_group *g, int fidx) {
+  return tk_group_add(L, g->S, g, fidx, 0, 0, &g->scope);
+}
+
+/* ---- with_group -------------------------------------------------------- */
+
+/* Stack of with_group while it runs: 1 body, 2 group, 3 msgh, 4.. results */
+static int k_group_join(lua_State *L, int status, lua_KContext ctx) {
+  tt_group *g = lua_touserdata(L, 2);
+  tt_sched *S = g->S;
+  tt_task *t = S->current;
+  tt_scope *s;
+  (void)status; (void)ctx;
+  if (g->nwork == 0 && g->nlive > 0 && !g->daemons_cancelled)
+    ts_cancel_daemons(S, g);
+  if (g->nlive + g->nreserved > 0) {
+    g->state = TT_G_JOINING;
+    return tk_block(L, t, TT_W_JOIN, k_group_join);
+  }
+  ts_scope_exit(S, t, &g->scope);
+  g->state = TT_G_CLOSED;
+  if (g->nerr > 0 || g->lost_error) {
+    lua_settop(L, 2);
+    if (g->errors_ref == LUA_NOREF) {
+      lua_newtable(L);
+      lua_newtable(L);
+    } else {
+      push_ref(L, g->errors_ref);
+      push_ref(L, g->infos_ref);
+    }
+    if (g->lost_error) {
+      int n = g->nerr + 1;
+      lua_pushliteral(L, "not enough memory (an error of this group could "
+                      "not be recorded)");
+      lua_rawseti(L, -3, n);
+      lua_pushinteger(L, n);
+      lua_setfield(L, -3, "n");
+    }
+    push_ref(L, g->name_ref);
+    lua_pushfstring(L, "errors in task group '%s'", lua_tostring(L, -1));
+    tk_new_errorgroup(L, S, lua_tostring(L, -1), 3, 4);
+    unref(L, &g->errors_ref);
+    unref(L, &g->infos_ref);
+    return lua_error(L);
+  }
+  if ((s = ts_cancelled(t)) != NULL) return tk_raise_cancelled(L, S, s);
+  return g->body_returned ? lua_gettop(L) - 3 : 0;
+}
+
+static int k_group_body(lua_State *L, int status, lua_KContext ctx) {
+  tt_group *g = lua_touserdata(L, 2);
+  tt_sched *S = g->S;
+  (void)ctx;
+  if (status == LUA_OK || status == LUA_YIELD) {
+    g->body_returned = 1;
+  } else {
+    if (!tk_is_cancelled(L, S, -1)) {
+      tk_push_current_traceback(L, S, -1);
+      tk_push_task_name(L, S->current);
+      tk_group_record(L, g, -3, -2, -1);
+      tk_group_fail(L, g, -1);
+    }
+    lua_settop(L, 3);
+  }
+  g->body_done = 1;
+  return k_group_join(L, LUA_OK, 0);
+}
+
+/* tether.with_group([opts,] body) -> body's results */
+int l_with_group(lua_State *L) {
+  tt_sched *S = TT_UPSCHED(L);
+  tt_task *t;
+  tt_group *g;
+  int limit = 0, supervisor = 0, bidx = 1;
+  if (lua_istable(L, 1) && !is_callable(L, 1)) {
+    int ty;
+    bidx = 2;
+    ty = lua_getfield(L, 1, "limit");
+    if (ty != LUA_TNIL) {
+      lua_Integer n;
+      int isint;
+      n = lua_tointegerx(L, -1, &isint);
+      if (!isint || n < 1 || n > 0x7fffffff)
+        luaL_argerror(L, 1, "opts.limit must be a positive integer");
+      limit = (int)n;
+    }
+    ty = lua_getfield(L, 1, "policy");
+    if (ty != LUA_TNIL) {
+      const char *p = lua_tostring(L, -1);
+      if (ty != LUA_TSTRING ||
+          (strcmp(p, "supervisor") != 0 && strcmp(p, "strict") != 0))
+        luaL_argerror(L, 1, "opts.policy must be \"strict\" or \"supervisor\"");
+      supervisor = p[0] == 's' && p[1] == 'u';
+    }
+    ty = lua_getfield(L, 1, "name");
+    if (ty != LUA_TNIL && ty != LUA_TSTRING)
+      luaL_argerror(L, 1, "opts.name must be a string");
+    lua_pop(L, 3);
+  }
+  if (!is_callable(L, bidx)) luaL_typeerror(L, bidx, "function");
+  t = tk_current(L, S, "tether.with_group");
+  lua_settop(L, bidx);
+  if (bidx == 2) {                  /* the name, then drop opts */
+    lua_getfield(L, 1, "name");
+    lua_remove(L, 1);
+  } else {
+    lua_pushnil(L);
+  }
+  if (lua_isnil(L, -1)) {           /* name it after the body */
+    lua_Debug ar;
+    lua_pop(L, 1);
+    lua_pushvalue(L, 1);
+    lua_getinfo(L, ">S", &ar);
+    if (ar.what[0] == 'C') lua_pushliteral(L, "group");
+    else lua_pushfstring(L, "%s:%d", ar.short_src, ar.linedefined);
+  }
+  g = lua_newuserdatauv(L, sizeof(tt_group), 0);
+  memset(g, 0, sizeof *g);
+  ts_scope_init(&g->scope, TT_SCOPE_GROUP);
+  g->S = S;
+  g->limit = limit;
+  g->supervisor = (uint8_t)supervisor;
+  g->errors_ref = g->infos_ref = LUA_NOREF;
+  luaL_setmetatable(L, GROUP_MT);
+  lua_insert(L, 2);
+  g->name_ref = luaL_ref(L, LUA_REGISTRYINDEX);   /* stack: body, group */
+  tk_scope_enter(L, t, &g->scope);
+  lua_pushcfunction(L, tt_msgh);
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, 2);
+  return k_group_body(L, lua_pcallk(L, 1, LUA_MULTRET, 3, 0, k_group_body),
+                      0);
+}
+
+/* ---- spawn and start -------------------------------------------------- */
+
+static int tk_spawn(lua_State *L, int start);
+
+/* Continuation of a spawn that waited for a slot under the limit. */
+static int k_spawn_slot(lua_State *L, int status, lua_KContext start) {
+  tt_sched *S = TT_UPSCHED(L);
+  tt_task *cur = S->current;
+  tt_group *g = lua_touserdata(L, 1);
+  (void)status;
+  if (cur->granted) {
+    cur->granted = 0;
+    g->nreserved--;
+  } else {
+    tt_scope *s = ts_cancelled(cur);
+    if (s) return tk_raise_cancelled(L, S, s);
+  }
+  return tk_spawn(L, (int)start);
+}
+
+/* Continuation of g:start: the task called started() or finished. */
+static int k_start(lua_State *L, int status, lua_KContext ctx) {
+  tt_sched *S = TT_UPSCHED(L);
+  tt_task *c = lua_touserdata(L, -1);
+  (void)status; (void)ctx;
+  if (!c->starting) {
+    push_ref(L, c->start_ref);
+    unref(L, &c->start_ref);
+    return 1;
+  }
+  if (c->state != TT_T_DONE)
+    return tk_block(L, S->current, TT_W_START, k_start);
+  c->starting = 0;
+  if (c->outcome == TT_O_FAILED) {
+    lua_pushvalue(c->co, -1);
+    lua_xmove(c->co, L, 1);
+    return lua_error(L);
+  }
+  if (c->outcome == TT_O_CANCELLED) {
+    tt_scope *s = ts_cancelled(S->current);
+    if (s) return tk_raise_cancelled(L, S, s);
+  }
+  lua_getfield(L, -1, "name");
+  return luaL_error(L, "g:start: task '%s' %s without calling started()",
+                    lua_tostring(L, -1),
+                    c->outcome == TT_O_OK ? "finished" : "was cancelled");
+}
+
+/* started([value])  -- given to a task run by g:start */
+static int l_started(lua_State *L) {
+  tt_task *c = lua_touserdata(L, lua_upvalueindex(2));
+  if (!c->starting || c->state == TT_T_DONE)
+    return luaL_error(L, "started: already called");
+  lua_settop(L, 1);
+  c->start_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  c->starting = 0;
+  TT_LIST_REMOVE(c->root.parent->children, &c->root, link);
+  c->root.parent = &c->group->scope;
+  TT_LIST_APPEND(c->root.parent->children, &c->root, link);
+  if (ts_cancelled_from(c->root.parent)) ts_wake_subtree(&c->root);
+  if (c->starter) {
+    ts_wake(c->starter, 0);
+    c->starter = NULL;
+  }
+  return 0;
+}
+
+static int tk_spawn(lua_State *L, int start) {
+  tt_sched *S = TT_UPSCHED(L);
+  tt_group *g = check_group(L, 1);
+  const char *op = start ? "g:start" : "g:spawn";
+  int daemon, nameidx, fidx;
+  tt_task *cur = NULL, *t;
+  if (g->state == TT_G_CLOSED)
+    return luaL_error(L, "%s: the task group is closed", op);
+  fidx = spawn_args(L, start ? "start" : "spawn", &daemon, &nameidx);
+  if (start) cur = tk_current(L, S, op);
+  if (g->limit && (g->nlive + g->nreserved >= g->limit || g->lwaiters)) {
+    cur = tk_current(L, S, op);
+    if (ts_cancelled(cur)) return lua_yieldk(L, 0, 0, tk_checkpoint_k);
+    TT_LIST_APPEND(g->lwaiters, cur, wlink);
+    cur->wlist = &g->lwaiters;
+    cur->granted = 0;
+    cur->state = TT_T_BLOCKED;
+    cur->wait = TT_W_LIMIT;
+    cur->wake_cancel = 0;
+    return lua_yieldk(L, 0, start, k_spawn_slot);
+  }
+  if (!start) {
+    tk_group_add(L, S, g, fidx, nameidx, daemon, &g->scope);
+    return 1;
+  }
+  /* g:start: the function gets started() first, and runs under the
+     caller's scope until it calls it. */
+  lua_pushlightuserdata(L, S);
+  lua_pushnil(L);
+  lua_pushcclosure(L, l_started, 2);
+  lua_insert(L, fidx + 1);
+  t = tk_group_add(L, S, g, fidx, nameidx, daemon, cur->scope);
+  lua_pushvalue(L, -1);
+  lua_setupvalue(L, fidx + 1, 2);
+  t->starting = 1;
+  t->starter = cur;
+  return tk_block(L, cur, TT_W_START, k_start);
+}
+
+/* g:spawn([opts,] fn, ...) -> Task */
+static int l_spawn(lua_State *L) {
+  return tk_spawn(L, 0);
+}
+
+/* g:start([opts,] fn, ...) -> the value fn passed to started() */
+static int l_start(lua_State *L) {
+  return tk_spawn(L, 1);
+}
+
+/* g:cancel([reason]) */
+static int l_group_cancel(lua_State *L) {
+  tt_group *g = check_group(L, 1);
+  luaL_argexpected(L, lua_isnoneornil(L, 2) || lua_type(L, 2) == LUA_TSTRING,
+                   2, "string or nil");
+  if (g->state != TT_G_CLOSED) tk_cancel_reason(L, g->S, &g->scope, 2);
+  return 0;
+}
+
+/* g.name, g.cancel_called, g.closed, and the methods */
+static int l_group_index(lua_State *L) {
+  tt_group *g = check_group(L, 1);
+  const char *k = lua_tostring(L, 2);
+  if (k && strcmp(k, "name") == 0) {
+    push_ref(L, g->name_ref);
+  } else if (k && strcmp(k, "cancel_called") == 0) {
+    lua_pushboolean(L, g->scope.cancel_called);
+  } else if (k && strcmp(k, "closed") == 0) {
+    lua_pushboolean(L, g->state == TT_G_CLOSED);
+  } else {
+    lua_getmetatable(L, 1);
+    lua_getfield(L, -1, "__methods");
+    lua_pushvalue(L, 2);
+    lua_rawget(L, -2);
+  }
+  return 1;
+}
+
+static int l_group_tostring(lua_State *L) {
+  tt_group *g = check_group(L, 1);
+  push_ref(L, g->name_ref);
+  lua_pushfstring(L, "tether.TaskGroup '%s' (%s, %d tasks)",
+                  lua_tostring(L, -1),
+                  g->state == TT_G_CLOSED ? "closed" :
+                  g->state == TT_G_JOINING ? "joining" : "open", g->nlive);
+  return 1;
+}
+
+static int l_group_gc(lua_State *L) {
+  tt_group *g = check_group(L, 1);
+  unref(L, &g->name_ref);
+  unref(L, &g->errors_ref);
+  unref(L, &g->infos_ref);
+  ts_scope_release(L, &g->scope);
+  return 0;
+}
+
+/* ---- tables and open -------------------------------------------------- */
+
+static const luaL_Reg group_methods[] = {
+  {"spawn", l_spawn},
+  {"start", l_start},
+  {"cancel", l_group_cancel},
+  {NULL, NULL}
+};
+
+static const luaL_Reg group_meta[] = {
+  {"__index", l_group_index},
+  {"__tostring", l_group_tostring},
+  {"__gc", l_group_gc},
+  {NULL, NULL}
+};
+
+static const luaL_Reg group_funcs[] = {
+  {"with_group", l_with_group},
+  {NULL, NULL}
+};
+
+void tt_group_open(lua_State *L, tt_sched *S) {
+  luaL_newmetatable(L, GROUP_MT);
+  lua_pushlightuserdata(L, S);
+  luaL_setfuncs(L, group_meta, 1);
+  lua_newtable(L);
+  lua_pushlightuserdata(L, S);
+  luaL_setfuncs(L, group_methods, 1);
+  lua_setfield(L, -2, "__methods");
+  lua_pop(L, 1);
+  lua_pushlightuserdata(L, S);
+  luaL_setfuncs(L, group_funcs, 1);
+}

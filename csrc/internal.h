@@ -1,0 +1,254 @@
+/* internal.h - types and functions shared by the files of the tether core */
+#ifndef TETHER_INTERNAL_H
+#define TETHER_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lua.h"
+#include "lauxlib.h"
+#include <uv.h>
+
+#include "tether.h"
+#include "list.h"
+
+/*
+** Where a function may run is said by its prefix (doc/internals.md):
+**   ts_  safe anywhere, libuv callbacks included: never yields, never raises
+**   tk_  runs on a task coroutine: may raise a Lua error or yield
+**   l_   a Lua binding (lua_CFunction)
+**   k_   a continuation (lua_KFunction), resumed after a yield
+*/
+
+typedef struct tt_sched tt_sched;
+typedef struct tt_task tt_task;
+typedef struct tt_scope tt_scope;
+typedef struct tt_group tt_group;
+typedef struct tt_timer tt_timer;
+
+#define TT_NEVER UINT64_MAX /* a deadline that never comes */
+
+/* An entry of the scheduler's timer heap, embedded in a task or a scope. */
+struct tt_timer {
+  uint64_t deadline; /* ns on the uv_hrtime() clock */
+  uint64_t seq;      /* start order: equal deadlines fire in start order */
+  int index;         /* position in the heap; -1 when not pending */
+  uint8_t kind;      /* TT_TIMER_SLEEP (in a task) or TT_TIMER_DEADLINE (scope) */
+};
+enum { TT_TIMER_SLEEP, TT_TIMER_DEADLINE };
+
+/* Why a scope was cancelled: the text a Cancelled error shows. */
+enum {
+  TT_REASON_NONE,
+  TT_REASON_USER,      /* cancel(reason): text in reason_ref, if any */
+  TT_REASON_FAILED,    /* a task of the group failed: name in source_ref */
+  TT_REASON_DEADLINE,
+  TT_REASON_INTERRUPT, /* SIGINT */
+  TT_REASON_DAEMON,    /* the group's main work is done */
+  TT_REASON_DEADLOCK
+};
+
+enum { TT_SCOPE_PLAIN, TT_SCOPE_GROUP, TT_SCOPE_TASK };
+
+/*
+** A cancel scope.  Scopes form one tree per run: a scope's parent is the
+** scope that was innermost when it was entered, in the same task, or, for
+** a task's own root scope, the scope of the group the task belongs to.
+** Cancelling a scope cancels its whole subtree except shielded subtrees.
+*/
+struct tt_scope {
+  tt_scope *parent;
+  tt_scope *children;  /* child scopes (circular list through `link`) */
+  TT_LINK(tt_scope) link;
+  tt_task *tasks;      /* tasks whose innermost scope this is */
+  tt_task *owner;      /* the task that entered it */
+  tt_timer timer;      /* the deadline; deadline TT_NEVER when none */
+  int reason_ref;      /* registry refs: cancel reason text, failing task's name */
+  int source_ref;
+  uint8_t kind;        /* TT_SCOPE_* */
+  uint8_t cancel_called;
+  uint8_t shield;
+  uint8_t caught;      /* cancelled_caught */
+  uint8_t reason;      /* TT_REASON_* */
+  uint8_t active;      /* entered and not yet exited */
+  uint8_t used;        /* entered once (a scope runs once) */
+};
+
+enum { TT_T_READY, TT_T_RUNNING, TT_T_BLOCKED, TT_T_DONE };
+
+/* What a blocked task waits for. */
+enum {
+  TT_W_NONE,
+  TT_W_SLEEP,   /* its timer (or forever) */
+  TT_W_TASK,    /* another task to finish: on that task's `waiters` */
+  TT_W_JOIN,    /* the children of the group whose body it ran */
+  TT_W_START,   /* a task it started to call started() or finish */
+  TT_W_LIMIT    /* a free slot in a group with a limit */
+};
+
+enum { TT_O_NONE, TT_O_OK, TT_O_FAILED, TT_O_CANCELLED };
+
+/* Task userdata user values. */
+enum { TT_UV_CO = 1, TT_UV_NAME, TT_UV_ERRTB, TT_TASK_NUV = TT_UV_ERRTB };
+
+struct tt_task {
+  tt_scope root;            /* the task's own scope (t:cancel cancels it) */
+  tt_scope *scope;          /* innermost active scope */
+  TT_LINK(tt_task) slink;   /* in scope->tasks */
+  TT_LINK(tt_task) glink;   /* in group->children */
+  TT_LINK(tt_task) wlink;   /* in the list it waits on */
+  tt_task **wlist;          /* head of that list, NULL when on none */
+  tt_task *rnext;           /* ready queue */
+  tt_task *waiters;         /* tasks blocked in t:wait() on this one */
+  tt_task *starter;         /* the task blocked in g:start() for this one */
+  tt_group *group;          /* while not done */
+  lua_State *co;
+  tt_sched *S;
+  tt_timer timer;           /* sleep */
+  int ref;                  /* registry anchor while not done */
+  int nres;                 /* values left on co when done */
+  unsigned id;
+  uint8_t state;            /* TT_T_* */
+  uint8_t wait;             /* TT_W_* */
+  uint8_t wake_cancel;      /* woken because of a cancellation */
+  uint8_t outcome;          /* TT_O_* */
+  uint8_t daemon;
+  uint8_t starting;         /* spawned by g:start, started() not yet called */
+  uint8_t granted;          /* TT_W_LIMIT: a slot was handed over */
+  uint8_t forever;          /* TT_W_SLEEP without a deadline */
+  uint8_t reraise;          /* our code re-raises an error: keep its traceback */
+  int start_ref;            /* the value passed to started() */
+};
+
+enum { TT_G_OPEN, TT_G_JOINING, TT_G_CLOSED };
+
+struct tt_group {
+  tt_scope scope;           /* kind TT_SCOPE_GROUP, owner runs the body */
+  tt_sched *S;
+  tt_task *children;        /* unfinished tasks */
+  tt_task *lwaiters;        /* tasks waiting in spawn for a slot (FIFO) */
+  int nlive;                /* unfinished children */
+  int nwork;                /* ... of which not daemons */
+  int limit;                /* 0: no limit */
+  int nreserved;            /* slots handed to woken spawners, not yet used */
+  int nerr;
+  int errors_ref, infos_ref; /* registry refs: recorded errors and their infos */
+  int name_ref;
+  uint8_t state;            /* TT_G_* */
+  uint8_t supervisor;
+  uint8_t body_done;
+  uint8_t body_returned;
+  uint8_t daemons_cancelled;
+  uint8_t lost_error;       /* an error could not be recorded (no memory) */
+};
+
+/* Registry refs of the error classes, kept in the scheduler. */
+enum {
+  TT_CLS_ERROR, TT_CLS_CANCELLED, TT_CLS_TIMEOUT, TT_CLS_IO,
+  TT_CLS_ERRORGROUP, TT_CLS_INTERRUPTED, TT_CLS_N
+};
+
+/* The scheduler: one per Lua state, a userdata anchored in the registry. */
+struct tt_sched {
+  lua_State *L;             /* the main thread */
+  uv_loop_t *loop;
+  uv_timer_t timer;         /* armed for the earliest heap entry */
+  uv_signal_t sigint;
+  tt_task *current;         /* the task being resumed, or NULL */
+  tt_task *root;
+  tt_task *rhead, *rtail;   /* ready queue */
+  tt_timer **heap;
+  int nheap, capheap;
+  uint64_t seq;
+  uint64_t t0;              /* hrtime at load: tether.now() counts from it */
+  int running;
+  int interrupted;
+  int nhandles;             /* handles of ours not yet closed */
+  int ntasks;               /* live tasks */
+  int nforever;             /* tasks sleeping without a deadline */
+  unsigned next_id;
+  int cls[TT_CLS_N];
+  int task_mt, group_mt, scope_mt; /* registry refs of metatables */
+};
+
+/* Registry keys (addresses, never strings). */
+extern const char tt_sched_key;
+extern const char tt_class_key;   /* marks a class table */
+extern const char tt_info_key;    /* an ErrorGroup's hidden info array */
+
+#define TT_UPSCHED(L) ((tt_sched *)lua_touserdata(L, lua_upvalueindex(1)))
+
+/* sched.c */
+tt_sched *tk_sched(lua_State *L);
+uint64_t ts_now(void);
+void ts_ready(tt_sched *S, tt_task *t);
+void ts_wake(tt_task *t, int cancel);
+int tk_block(lua_State *L, tt_task *t, int wait, lua_KFunction k);
+tt_task *tk_current(lua_State *L, tt_sched *S, const char *op);
+int tk_checkpoint_k(lua_State *L, int status, lua_KContext ctx);
+void tt_sched_open(lua_State *L, tt_sched *S);
+
+/* timer.c */
+int ts_timer_start(tt_sched *S, tt_timer *tm, uint64_t deadline);
+void ts_timer_stop(tt_sched *S, tt_timer *tm);
+uint64_t ts_timer_next(tt_sched *S);
+tt_timer *ts_timer_pop_due(tt_sched *S, uint64_t now);
+
+/* scope.c */
+void ts_scope_init(tt_scope *s, int kind);
+int tk_scope_enter(lua_State *L, tt_task *t, tt_scope *s);
+void ts_scope_exit(tt_sched *S, tt_task *t, tt_scope *s);
+void ts_scope_release(lua_State *L, tt_scope *s);
+void ts_cancel(tt_sched *S, tt_scope *s, int reason);
+void ts_wake_subtree(tt_scope *s);
+void tk_cancel_reason(lua_State *L, tt_sched *S, tt_scope *s, int idx);
+uint64_t ts_deadline_after(double d);
+tt_scope *ts_cancelled(tt_task *t);
+tt_scope *ts_cancelled_from(tt_scope *s);
+int tk_raise_cancelled(lua_State *L, tt_sched *S, tt_scope *s);
+void tk_push_cancelled(lua_State *L, tt_sched *S, tt_scope *s);
+void ts_task_set_scope(tt_task *t, tt_scope *s);
+void tt_scope_open(lua_State *L, tt_sched *S);
+
+/* task.c */
+tt_task *tk_task_new(lua_State *L, tt_sched *S, int fidx, int nargs);
+void tk_push_task(lua_State *L, tt_task *t);
+void tk_push_task_name(lua_State *L, tt_task *t);
+const char *ts_wait_name(int wait);
+int tt_task_main(lua_State *co);
+int tt_msgh(lua_State *L);
+void tk_reraise_mark(lua_State *L, tt_sched *S);
+void ts_task_finished(tt_sched *S, lua_State *L, tt_task *t);
+void tk_push_current_traceback(lua_State *L, tt_sched *S, int eidx);
+int tk_is_cancelled(lua_State *L, tt_sched *S, int idx);
+void tt_task_open(lua_State *L, tt_sched *S);
+
+/* group.c */
+void tk_group_record(lua_State *L, tt_group *g, int eidx, int tbidx, int nameidx);
+void tk_group_fail(lua_State *L, tt_group *g, int nameidx);
+void ts_group_child_done(tt_sched *S, tt_task *t);
+int l_with_group(lua_State *L);
+tt_task *tk_group_spawn(lua_State *L, tt_group *g, int fidx);
+void tt_group_open(lua_State *L, tt_sched *S);
+
+/* errors.c */
+void tk_push_class(lua_State *L, tt_sched *S, int cls);
+int tk_isinstance(lua_State *L, int idx, int clsidx);
+int tk_is_class(lua_State *L, int idx);
+void tk_new_error(lua_State *L, tt_sched *S, int cls, const char *msg);
+void tt_errors_open(lua_State *L, tt_sched *S);
+
+/* errgroup.c */
+void tk_new_errorgroup(lua_State *L, tt_sched *S, const char *msg, int errs, int infos);
+int tk_errorgroup_new(lua_State *L, int cls);
+int l_errorgroup_tostring(lua_State *L);
+int tk_is_errorgroup_class(lua_State *L, tt_sched *S, int idx);
+void tt_errgroup_open(lua_State *L, tt_sched *S);
+
+/* gather.c */
+void tt_gather_open(lua_State *L, tt_sched *S);
+
+/* dump.c */
+void tt_dump_open(lua_State *L, tt_sched *S);
+
+#endif

@@ -1,0 +1,409 @@
+/* sched.c - the scheduler: ready queue, the one resume site, tether.run, sleep and checkpoints */
+#include <math.h>
+#include <signal.h>
+#include <string.h>
+
+#include "internal.h"
+
+const char tt_sched_key = 0;
+
+/* ---- static helpers --------------------------------------------------- */
+
+static void ts_on_close(uv_handle_t *h) {
+  tt_sched *S = h->data;
+  S->nhandles--;
+}
+
+static void ts_on_timer(uv_timer_t *h) {
+  (void)h; /* the run loop fires due entries itself after uv_run returns */
+}
+
+static void ts_on_sigint(uv_signal_t *h, int signum) {
+  tt_sched *S = h->data;
+  (void)signum;
+  /* A second SIGINT must end the process at once, whatever the loop does. */
+  uv_signal_stop(h);
+  signal(SIGINT, SIG_DFL);
+  S->interrupted = 1;
+  if (S->root && S->root->state != TT_T_DONE)
+    ts_cancel(S, &S->root->root, TT_REASON_INTERRUPT);
+}
+
+/* Fire every due timer entry: wake sleepers, cancel scopes past deadline. */
+static void ts_fire_timers(tt_sched *S) {
+  tt_timer *tm;
+  uint64_t now;
+  if (S->nheap == 0) return;
+  now = ts_now();
+  while ((tm = ts_timer_pop_due(S, now)) != NULL) {
+    if (tm->kind == TT_TIMER_SLEEP)
+      ts_wake((tt_task *)((char *)tm - offsetof(tt_task, timer)), 0);
+    else
+      ts_cancel(S, (tt_scope *)((char *)tm - offsetof(tt_scope, timer)),
+                TT_REASON_DEADLINE);
+  }
+}
+
+/* Arm the libuv timer for the earliest entry; 0 when there is none. */
+static int ts_arm_timer(tt_sched *S) {
+  uint64_t next = ts_timer_next(S), now, ms;
+  if (next == TT_NEVER) {
+    uv_timer_stop(&S->timer);
+    return 0;
+  }
+  now = ts_now();
+  ms = next > now ? (next - now + 999999) / 1000000 : 0;
+  uv_update_time(S->loop);
+  uv_timer_start(&S->timer, ts_on_timer, ms, 0);
+  return 1;
+}
+
+/*
+** Resume task `t`: the only call of lua_resume in tether.  A task that
+** yields without blocking (a checkpoint, or a plain coroutine.yield) goes
+** back to the end of the ready queue.
+*/
+static void ts_step(tt_sched *S, lua_State *from, tt_task *t) {
+  int nres = 0, status, nargs = 0;
+  if (t->outcome == TT_O_NONE && t->nres > 0) { /* first resume: the args */
+    nargs = t->nres;
+    t->nres = 0;
+  }
+  S->current = t;
+  t->state = TT_T_RUNNING;
+  status = lua_resume(t->co, from, nargs, &nres);
+  S->current = NULL;
+  if (status == LUA_YIELD) {
+    if (t->state == TT_T_RUNNING) {
+      lua_pop(t->co, nres);
+      ts_ready(S, t);
+    }
+    return;
+  }
+  if (status != LUA_OK) { /* an error escaped the task's own handler */
+    t->outcome = tk_is_cancelled(t->co, S, -1) ? TT_O_CANCELLED : TT_O_FAILED;
+    nres = 1;
+  }
+  t->nres = nres;
+  ts_task_finished(S, from, t);
+}
+
+/* Run the tasks that are ready now; those made ready meanwhile wait. */
+static void ts_run_batch(tt_sched *S, lua_State *from) {
+  tt_task *t = S->rhead;
+  S->rhead = S->rtail = NULL;
+  while (t != NULL) {
+    tt_task *next = t->rnext;
+    t->rnext = NULL;
+    ts_step(S, from, t);
+    t = next;
+  }
+}
+
+/* Drop every task still alive under `s` (a run that cannot go on). */
+static void ts_abandon(tt_sched *S, tt_scope *s) {
+  while (s->children) {
+    tt_scope *c = s->children;
+    ts_abandon(S, c);
+    TT_LIST_REMOVE(s->children, c, link);
+  }
+  while (s->tasks) {
+    tt_task *t = s->tasks;
+    TT_LIST_REMOVE(s->tasks, t, slink);
+  }
+  ts_timer_stop(S, &s->timer);
+  if (s->kind == TT_SCOPE_TASK) {
+    tt_task *t = s->owner;
+    ts_timer_stop(S, &t->timer);
+    t->state = TT_T_DONE;
+    t->outcome = TT_O_CANCELLED;
+    t->scope = NULL;
+    t->group = NULL;
+    t->wlist = NULL;
+    t->waiters = NULL;
+    t->nres = 0;
+    luaL_unref(S->L, LUA_REGISTRYINDEX, t->ref);
+    t->ref = LUA_NOREF;
+    S->ntasks--;
+  }
+}
+
+/* ---- core functions --------------------------------------------------- */
+
+/* Monotonic time in ns. */
+uint64_t ts_now(void) {
+  return uv_hrtime();
+}
+
+/* Put `t` at the end of the ready queue. */
+void ts_ready(tt_sched *S, tt_task *t) {
+  t->state = TT_T_READY;
+  t->rnext = NULL;
+  if (S->rtail) S->rtail->rnext = t;
+  else S->rhead = t;
+  S->rtail = t;
+}
+
+/*
+** Wake a blocked task: take it off what it waits on and make it ready.
+** `cancel` says that a cancellation woke it.  No-op unless it is blocked.
+*/
+void ts_wake(tt_task *t, int cancel) {
+  tt_sched *S = t->S;
+  if (t->state != TT_T_BLOCKED) return;
+  if (t->wait == TT_W_SLEEP) {
+    if (t->forever) {
+      t->forever = 0;
+      S->nforever--;
+    } else {
+      ts_timer_stop(S, &t->timer);
+    }
+  }
+  if (t->wlist) {
+    TT_LIST_REMOVE(*t->wlist, t, wlink);
+    t->wlist = NULL;
+  }
+  t->wait = TT_W_NONE;
+  t->wake_cancel = (uint8_t)cancel;
+  ts_ready(S, t);
+}
+
+/* Block the running task `t` until woken; `k` continues it. */
+int tk_block(lua_State *L, tt_task *t, int wait, lua_KFunction k) {
+  t->state = TT_T_BLOCKED;
+  t->wait = (uint8_t)wait;
+  t->wake_cancel = 0;
+  return lua_yieldk(L, 0, 0, k);
+}
+
+/*
+** The task that runs on `L`, for a blocking operation named `op`; raises a
+** clear error outside tether.run, on a coroutine tether does not manage,
+** or where a yield is impossible.
+*/
+tt_task *tk_current(lua_State *L, tt_sched *S, const char *op) {
+  tt_task *t = S->current;
+  if (!S->running || t == NULL)
+    luaL_error(L, "%s: called outside tether.run", op);
+  if (t->co != L)
+    luaL_error(L, "%s: called from a coroutine that tether does not manage",
+               op);
+  if (!lua_isyieldable(L))
+    luaL_error(L, "%s: cannot block here (inside a metamethod, an iterator "
+               "or a C function such as table.sort)", op);
+  return t;
+}
+
+/* Continuation of a checkpoint: raise if the task is cancelled now. */
+int tk_checkpoint_k(lua_State *L, int status, lua_KContext ctx) {
+  tt_task *t = TT_UPSCHED(L)->current;
+  tt_scope *s = ts_cancelled(t);
+  (void)status; (void)ctx;
+  if (s) return tk_raise_cancelled(L, t->S, s);
+  return 0;
+}
+
+/* Continuation of a wait that a cancellation may interrupt. */
+static int k_cancellable(lua_State *L, int status, lua_KContext ctx) {
+  tt_task *t = TT_UPSCHED(L)->current;
+  (void)status; (void)ctx;
+  if (t->wake_cancel) {
+    tt_scope *s = ts_cancelled(t);
+    if (s) return tk_raise_cancelled(L, t->S, s);
+  }
+  return 0;
+}
+
+/* Sleep the running task until `deadline` (TT_NEVER: until cancelled). */
+static int tk_sleep_until(lua_State *L, tt_sched *S, tt_task *t,
+                          uint64_t deadline) {
+  if (deadline <= ts_now() || ts_cancelled(t))
+    return lua_yieldk(L, 0, 0, tk_checkpoint_k);
+  if (deadline == TT_NEVER) {
+    t->forever = 1;
+    S->nforever++;
+  } else if (ts_timer_start(S, &t->timer, deadline) != 0) {
+    return luaL_error(L, "not enough memory");
+  }
+  return tk_block(L, t, TT_W_SLEEP, k_cancellable);
+}
+
+/* Seconds from now to an absolute deadline in ns, for a duration `d`. */
+uint64_t ts_deadline_after(double d) {
+  if (d >= 1e9) return TT_NEVER; /* more than 31 years: never */
+  return ts_now() + (uint64_t)ceil(d * 1e9);
+}
+
+/* ---- bindings --------------------------------------------------------- */
+
+/* tether.sleep(seconds) */
+static int l_sleep(lua_State *L) {
+  tt_sched *S = TT_UPSCHED(L);
+  double d = luaL_checknumber(L, 1);
+  tt_task *t;
+  luaL_argcheck(L, d >= 0, 1, "non-negative number expected");
+  t = tk_current(L, S, "tether.sleep");
+  if (d == 0) return lua_yieldk(L, 0, 0, tk_checkpoint_k);
+  return tk_sleep_until(L, S, t, ts_deadline_after(d));
+}
+
+/* tether.sleep_until(time)  -- time on the tether.now() clock */
+static int l_sleep_until(lua_State *L) {
+  tt_sched *S = TT_UPSCHED(L);
+  double at = luaL_checknumber(L, 1);
+  tt_task *t;
+  luaL_argcheck(L, at == at, 1, "number expected, got nan");
+  t = tk_current(L, S, "tether.sleep_until");
+  if (at == HUGE_VAL) return tk_sleep_until(L, S, t, TT_NEVER);
+  at -= (double)(ts_now() - S->t0) / 1e9;
+  return tk_sleep_until(L, S, t, at <= 0 ? 0 : ts_deadline_after(at));
+}
+
+/* tether.sleep_forever() */
+static int l_sleep_forever(lua_State *L) {
+  tt_sched *S = TT_UPSCHED(L);
+  return tk_sleep_until(L, S, tk_current(L, S, "tether.sleep_forever"),
+                        TT_NEVER);
+}
+
+/* tether.checkpoint() */
+static int l_checkpoint(lua_State *L) {
+  tt_sched *S = TT_UPSCHED(L);
+  tk_current(L, S, "tether.checkpoint");
+  return lua_yieldk(L, 0, 0, tk_checkpoint_k);
+}
+
+/* tether.now() -> seconds */
+static int l_now(lua_State *L) {
+  tt_sched *S = TT_UPSCHED(L);
+  lua_pushnumber(L, (double)(ts_now() - S->t0) / 1e9);
+  return 1;
+}
+
+/* tether.current_task() -> Task or nil */
+static int l_current_task(lua_State *L) {
+  tt_sched *S = TT_UPSCHED(L);
+  if (S->current == NULL || S->current->co != L) return 0;
+  tk_push_task(L, S->current);
+  return 1;
+}
+
+/* tether.stats() -> { tasks, handles, timers, running } */
+static int l_stats(lua_State *L) {
+  tt_sched *S = TT_UPSCHED(L);
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, S->ntasks);
+  lua_setfield(L, -2, "tasks");
+  lua_pushinteger(L, S->nhandles);
+  lua_setfield(L, -2, "handles");
+  lua_pushinteger(L, S->nheap + S->nforever);
+  lua_setfield(L, -2, "timers");
+  lua_pushboolean(L, S->running);
+  lua_setfield(L, -2, "running");
+  return 1;
+}
+
+/* Close our libuv handles and let the loop finish closing them. */
+static void ts_close_handles(tt_sched *S) {
+  if (!uv_is_closing((uv_handle_t *)&S->timer))
+    uv_close((uv_handle_t *)&S->timer, ts_on_close);
+  if (!uv_is_closing((uv_handle_t *)&S->sigint))
+    uv_close((uv_handle_t *)&S->sigint, ts_on_close);
+  while (S->nhandles > 0) uv_run(S->loop, UV_RUN_NOWAIT);
+}
+
+/* tether.run(main, ...) -> main's results */
+static int l_run(lua_State *L) {
+  tt_sched *S = TT_UPSCHED(L);
+  int nargs = lua_gettop(L) - 1, deadlocked = 0, abandoned = 0;
+  struct sigaction old;
+  tt_task *root;
+  if (S->running)
+    return luaL_error(L, "tether.run: already running (called from inside "
+                      "a task)");
+  luaL_checkany(L, 1);
+  if (!lua_isfunction(L, 1) && luaL_getmetafield(L, 1, "__call") == LUA_TNIL)
+    luaL_typeerror(L, 1, "function");
+  lua_settop(L, nargs + 1);
+  root = tk_task_new(L, S, 1, nargs);         /* stack: main, args, task */
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, TT_UV_NAME);
+  S->root = root;
+  S->running = 1;
+  S->interrupted = 0;
+  uv_timer_init(S->loop, &S->timer);
+  uv_signal_init(S->loop, &S->sigint);
+  S->timer.data = S->sigint.data = S;
+  S->nhandles = 2;
+  sigaction(SIGINT, NULL, &old);
+  uv_signal_start(&S->sigint, ts_on_sigint, SIGINT);
+  uv_unref((uv_handle_t *)&S->sigint);
+  ts_ready(S, root);
+  while (root->state != TT_T_DONE) {
+    ts_fire_timers(S);
+    if (S->rhead) {
+      ts_run_batch(S, L);
+      uv_run(S->loop, UV_RUN_NOWAIT);
+      continue;
+    }
+    if (!ts_arm_timer(S) && S->nforever == 0 && !uv_loop_alive(S->loop)) {
+      /* Nothing is ready and nothing can make anything ready. */
+      if (!deadlocked) {
+        deadlocked = 1;
+        ts_cancel(S, &root->root, TT_REASON_DEADLOCK);
+        continue;
+      }
+      ts_abandon(S, &root->root);
+      abandoned = 1;
+      break;
+    }
+    uv_run(S->loop, UV_RUN_ONCE);
+  }
+  uv_signal_stop(&S->sigint);
+  ts_close_handles(S);
+  sigaction(SIGINT, &old, NULL);
+  S->running = 0;
+  S->root = NULL;
+  S->rhead = S->rtail = NULL;
+  if (S->interrupted) {
+    tk_new_error(L, S, TT_CLS_INTERRUPTED, "tether.run: interrupted by SIGINT");
+    if (root->outcome == TT_O_FAILED) {
+      lua_pushvalue(root->co, -1);
+      lua_xmove(root->co, L, 1);
+      lua_setfield(L, -2, "error");
+    }
+    return lua_error(L);
+  }
+  if (deadlocked && (abandoned || root->outcome == TT_O_CANCELLED)) {
+    tk_new_error(L, S, TT_CLS_ERROR, "tether.run: deadlock: every task is "
+                 "blocked and nothing can wake them");
+    return lua_error(L);
+  }
+  lua_checkstack(L, root->nres + LUA_MINSTACK);
+  if (root->outcome != TT_O_OK) {
+    lua_xmove(root->co, L, 1);
+    return lua_error(L);
+  }
+  lua_xmove(root->co, L, root->nres);
+  return root->nres;
+}
+
+/* ---- tables and open -------------------------------------------------- */
+
+static const luaL_Reg sched_funcs[] = {
+  {"run", l_run},
+  {"sleep", l_sleep},
+  {"sleep_until", l_sleep_until},
+  {"sleep_forever", l_sleep_forever},
+  {"checkpoint", l_checkpoint},
+  {"now", l_now},
+  {"current_task", l_current_task},
+  {"stats", l_stats},
+  {NULL, NULL}
+};
+
+/* Register the scheduler's functions into the table on top of the stack. */
+void tt_sched_open(lua_State *L, tt_sched *S) {
+  lua_pushlightuserdata(L, S);
+  luaL_setfuncs(L, sched_funcs, 1);
+}

@@ -1,0 +1,420 @@
+/* task.c - tasks: creation, the coroutine's body, finishing, and the Task handle */
+#include <string.h>
+
+#include "internal.h"
+
+#define TASK_MT "tether.Task"
+
+/* ---- static helpers --------------------------------------------------- */
+
+static tt_task *check_task(lua_State *L, int idx) {
+  return luaL_checkudata(L, idx, TASK_MT);
+}
+
+/* Push the name of task `t` whose userdata is at `idx`. */
+static void push_name_at(lua_State *L, tt_task *t, int idx) {
+  idx = lua_absindex(L, idx);
+  switch (lua_getiuservalue(L, idx, TT_UV_NAME)) {
+    case LUA_TSTRING: return;
+    case LUA_TFUNCTION: {
+      lua_Debug ar;
+      lua_getinfo(L, ">S", &ar);
+      if (ar.what[0] == 'C' || ar.linedefined < 0)
+        lua_pushfstring(L, "task#%d", (int)t->id);
+      else
+        lua_pushfstring(L, "%s:%d", ar.short_src, ar.linedefined);
+      break;
+    }
+    default:
+      lua_pop(L, 1);
+      lua_pushfstring(L, "task#%d", (int)t->id);
+      break;
+  }
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, idx, TT_UV_NAME);
+}
+
+static const char *state_name(tt_task *t) {
+  switch (t->state) {
+    case TT_T_READY: return "ready";
+    case TT_T_RUNNING: return "running";
+    case TT_T_BLOCKED: return "blocked";
+    default: break;
+  }
+  switch (t->outcome) {
+    case TT_O_OK: return "done";
+    case TT_O_FAILED: return "failed";
+    default: return "cancelled";
+  }
+}
+
+/* Continuation of the task's protected call: the task's last words. */
+static int k_task(lua_State *co, int status, lua_KContext ctx) {
+  tt_sched *S = lua_touserdata(co, 1);
+  tt_task *t = S->current;
+  (void)ctx;
+  if (status == LUA_OK || status == LUA_YIELD) {
+    t->outcome = TT_O_OK;
+    return lua_gettop(co) - 2;
+  }
+  t->outcome = tk_is_cancelled(co, S, -1) ? TT_O_CANCELLED : TT_O_FAILED;
+  return 1;
+}
+
+/* Push the traceback recorded for the error at `eidx` in task `t` (ud at
+** `tidx`), or nil; clears the record. */
+static void push_traceback(lua_State *L, int tidx, int eidx) {
+  tidx = lua_absindex(L, tidx);
+  eidx = lua_absindex(L, eidx);
+  if (lua_getiuservalue(L, tidx, TT_UV_ERRTB) == LUA_TTABLE) {
+    lua_rawgeti(L, -1, 1);
+    if (lua_rawequal(L, -1, eidx)) {
+      lua_pop(L, 1);
+      lua_rawgeti(L, -1, 2);
+      lua_remove(L, -2);
+    } else {
+      lua_pop(L, 2);
+      lua_pushnil(L);
+    }
+    lua_pushnil(L);
+    lua_setiuservalue(L, tidx, TT_UV_ERRTB);
+    return;
+  }
+  lua_pop(L, 1);
+  lua_pushnil(L);
+}
+
+/* Protected: record the failure of task (light userdata 1) in its group. */
+static int l_record_failure(lua_State *L) {
+  tt_task *t = lua_touserdata(L, 1);
+  tt_group *g = t->group;
+  tk_push_task(L, t);                     /* 2: task */
+  lua_pushvalue(t->co, -1);
+  lua_xmove(t->co, L, 1);                 /* 3: error */
+  push_traceback(L, 2, 3);                /* 4: traceback */
+  push_name_at(L, t, 2);                  /* 5: name */
+  tk_group_record(L, g, 3, 4, 5);
+  if (!g->supervisor) tk_group_fail(L, g, 5);
+  return 0;
+}
+
+/* ---- core functions --------------------------------------------------- */
+
+/*
+** Create a task that will call the function at `fidx` with the `nargs`
+** values above it, and push its userdata.  The task is anchored in the
+** registry until it finishes; its root scope has no parent yet and the
+** caller links it where it belongs, then makes it ready.
+*/
+tt_task *tk_task_new(lua_State *L, tt_sched *S, int fidx, int nargs) {
+  tt_task *t;
+  lua_State *co;
+  int i;
+  fidx = lua_absindex(L, fidx);
+  t = lua_newuserdatauv(L, sizeof(tt_task), TT_TASK_NUV);
+  memset(t, 0, sizeof *t);
+  ts_scope_init(&t->root, TT_SCOPE_TASK);
+  t->root.owner = t;
+  t->root.active = t->root.used = 1;
+  t->timer.index = -1;
+  t->timer.kind = TT_TIMER_SLEEP;
+  t->ref = t->start_ref = LUA_NOREF;
+  t->S = S;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, S->task_mt);
+  lua_setmetatable(L, -2);
+  co = lua_newthread(L);
+  lua_setiuservalue(L, -2, TT_UV_CO);
+  t->co = co;
+  luaL_checkstack(co, nargs + 4, "too many arguments");
+  lua_pushcfunction(co, tt_task_main);
+  lua_pushlightuserdata(co, S);
+  luaL_checkstack(L, nargs + 2, "too many arguments");
+  for (i = 0; i <= nargs; i++) lua_pushvalue(L, fidx + i);
+  lua_xmove(L, co, nargs + 1);
+  t->nres = nargs + 2; /* what the first resume passes to tt_task_main */
+  lua_pushvalue(L, -1);
+  t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  ts_task_set_scope(t, &t->root);
+  t->id = ++S->next_id;
+  S->ntasks++;
+  return t;
+}
+
+/* Push the userdata of a live task. */
+void tk_push_task(lua_State *L, tt_task *t) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
+}
+
+/* Push the name of a live task. */
+void tk_push_task_name(lua_State *L, tt_task *t) {
+  tk_push_task(L, t);
+  push_name_at(L, t, -1);
+  lua_remove(L, -2);
+}
+
+const char *ts_wait_name(int wait) {
+  switch (wait) {
+    case TT_W_SLEEP: return "sleep";
+    case TT_W_TASK: return "t:wait";
+    case TT_W_JOIN: return "with_group (waiting for its tasks)";
+    case TT_W_START: return "g:start";
+    case TT_W_LIMIT: return "g:spawn (waiting for a free slot)";
+    default: return "nothing";
+  }
+}
+
+/*
+** The body of every task coroutine: call the task's function under a
+** protected call whose continuation (k_task) runs inside the coroutine, so
+** that pcall handlers and <close> variables may block while an error or a
+** cancellation unwinds, and tt_msgh sees the stack where the error happened.
+** Stack on entry: scheduler (light userdata), function, arguments.
+*/
+int tt_task_main(lua_State *co) {
+  int n = lua_gettop(co);
+  lua_pushcfunction(co, tt_msgh);
+  lua_insert(co, 2);
+  return k_task(co, lua_pcallk(co, n - 2, LUA_MULTRET, 2, 0, k_task), 0);
+}
+
+/*
+** Message handler of tether's protected calls: keeps the error value
+** unchanged and records, in the running task, the traceback where it was
+** raised (not for cancellations, which are not reported).
+*/
+int tt_msgh(lua_State *L) {
+  tt_sched *S;
+  tt_task *t;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &tt_sched_key);
+  S = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  t = S ? S->current : NULL;
+  if (t == NULL || tk_is_cancelled(L, S, 1)) {
+    lua_settop(L, 1);
+    return 1;
+  }
+  tk_push_task(L, t);                                      /* 2 */
+  if (t->reraise) {
+    t->reraise = 0;
+    if (lua_getiuservalue(L, 2, TT_UV_ERRTB) == LUA_TTABLE &&
+        lua_rawgeti(L, -1, 1) >= 0 && lua_rawequal(L, -1, 1)) {
+      lua_settop(L, 1);
+      return 1;
+    }
+    lua_settop(L, 2);
+  }
+  lua_createtable(L, 2, 0);
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, -2, 1);
+  luaL_traceback(L, L, NULL, 1);
+  lua_rawseti(L, -2, 2);
+  lua_setiuservalue(L, 2, TT_UV_ERRTB);
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* Our own code re-raises an error: keep the traceback of where it began. */
+void tk_reraise_mark(lua_State *L, tt_sched *S) {
+  (void)L;
+  if (S->current) S->current->reraise = 1;
+}
+
+/* Push the traceback recorded for the error at `eidx` in the running task. */
+void tk_push_current_traceback(lua_State *L, tt_sched *S, int eidx) {
+  eidx = lua_absindex(L, eidx);
+  tk_push_task(L, S->current);
+  push_traceback(L, -1, eidx);
+  lua_remove(L, -2);
+}
+
+/*
+** Task `t` has finished (its outcome is set, its results or error are on
+** its coroutine).  Record a failure in its group, take it out of the scope
+** tree, wake who waits for it, and drop its anchor.  `L` is the thread
+** running the scheduler; only the failure record allocates, and it runs
+** protected.
+*/
+void ts_task_finished(tt_sched *S, lua_State *L, tt_task *t) {
+  tt_group *g = t->group;
+  t->state = TT_T_DONE;
+  if (t->outcome == TT_O_FAILED && g && !t->starting) {
+    lua_pushcfunction(L, l_record_failure);
+    lua_pushlightuserdata(L, t);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+      lua_pop(L, 1);
+      g->lost_error = 1;
+      if (!g->supervisor) ts_cancel(S, &g->scope, TT_REASON_NONE);
+    }
+  }
+  ts_task_set_scope(t, NULL);
+  if (t->root.parent) TT_LIST_REMOVE(t->root.parent->children, &t->root, link);
+  t->root.parent = NULL;
+  t->root.active = 0;
+  ts_scope_release(L, &t->root);
+  while (t->waiters) ts_wake(t->waiters, 0);
+  if (t->starter) {
+    ts_wake(t->starter, 0);
+    t->starter = NULL;
+  }
+  if (g) ts_group_child_done(S, t);
+  t->group = NULL;
+  luaL_unref(L, LUA_REGISTRYINDEX, t->ref);
+  t->ref = LUA_NOREF;
+  S->ntasks--;
+}
+
+/* ---- bindings --------------------------------------------------------- */
+
+/* t:done() -> boolean */
+static int l_task_done(lua_State *L) {
+  lua_pushboolean(L, check_task(L, 1)->state == TT_T_DONE);
+  return 1;
+}
+
+/* t:cancelled() -> boolean */
+static int l_task_cancelled(lua_State *L) {
+  lua_pushboolean(L, check_task(L, 1)->outcome == TT_O_CANCELLED);
+  return 1;
+}
+
+/* t:failed() -> boolean */
+static int l_task_failed(lua_State *L) {
+  lua_pushboolean(L, check_task(L, 1)->outcome == TT_O_FAILED);
+  return 1;
+}
+
+/* t:result() -> the task's return values; raises unless it succeeded */
+static int l_task_result(lua_State *L) {
+  tt_task *t = check_task(L, 1);
+  int i, top;
+  if (t->state != TT_T_DONE) {
+    push_name_at(L, t, 1);
+    return luaL_error(L, "t:result: task '%s' is not finished",
+                      lua_tostring(L, -1));
+  }
+  if (t->outcome != TT_O_OK) {
+    tt_sched *S = TT_UPSCHED(L);
+    push_name_at(L, t, 1);                                  /* name */
+    lua_pushvalue(t->co, -1);
+    lua_xmove(t->co, L, 1);                                 /* error */
+    if (t->outcome == TT_O_CANCELLED) {
+      lua_pushfstring(L, "t:result: task '%s' was cancelled",
+                      lua_tostring(L, -2));
+    } else {
+      const char *e = luaL_tolstring(L, -1, NULL);
+      lua_pushfstring(L, "t:result: task '%s' failed: %s",
+                      lua_tostring(L, -3), e);
+      lua_remove(L, -2);
+    }
+    tk_new_error(L, S, TT_CLS_ERROR, lua_tostring(L, -1));
+    lua_pushvalue(L, -3);
+    lua_setfield(L, -2, "cause");
+    return lua_error(L);
+  }
+  luaL_checkstack(L, t->nres, "too many results");
+  lua_checkstack(t->co, 1);
+  top = lua_gettop(t->co);
+  for (i = top - t->nres + 1; i <= top; i++) {
+    lua_pushvalue(t->co, i);
+    lua_xmove(t->co, L, 1);
+  }
+  return t->nres;
+}
+
+/* t:error() -> the error value of a failed or cancelled task, else nil */
+static int l_task_error(lua_State *L) {
+  tt_task *t = check_task(L, 1);
+  if (t->state != TT_T_DONE || t->outcome == TT_O_OK) return 0;
+  lua_pushvalue(t->co, -1);
+  lua_xmove(t->co, L, 1);
+  return 1;
+}
+
+static int k_task_wait(lua_State *L, int status, lua_KContext ctx) {
+  tt_task *cur = TT_UPSCHED(L)->current;
+  (void)status; (void)ctx;
+  if (cur->wake_cancel) {
+    tt_scope *s = ts_cancelled(cur);
+    if (s) return tk_raise_cancelled(L, cur->S, s);
+  }
+  return 0;
+}
+
+/* t:wait()  -- blocks until t finishes; never raises t's error */
+static int l_task_wait(lua_State *L) {
+  tt_sched *S = TT_UPSCHED(L);
+  tt_task *t = check_task(L, 1);
+  tt_task *cur = tk_current(L, S, "t:wait");
+  if (t == cur) return luaL_error(L, "t:wait: a task cannot wait for itself");
+  if (t->state == TT_T_DONE || ts_cancelled(cur))
+    return lua_yieldk(L, 0, 0, tk_checkpoint_k);
+  TT_LIST_APPEND(t->waiters, cur, wlink);
+  cur->wlist = &t->waiters;
+  return tk_block(L, cur, TT_W_TASK, k_task_wait);
+}
+
+/* t:cancel([reason])  -- cancels that one task; its group is not failed */
+static int l_task_cancel(lua_State *L) {
+  tt_task *t = check_task(L, 1);
+  luaL_argexpected(L, lua_isnoneornil(L, 2) || lua_type(L, 2) == LUA_TSTRING,
+                   2, "string or nil");
+  if (t->state != TT_T_DONE) tk_cancel_reason(L, t->S, &t->root, 2);
+  return 0;
+}
+
+/* t.name, t.id, and the methods */
+static int l_task_index(lua_State *L) {
+  tt_task *t = check_task(L, 1);
+  const char *k = lua_tostring(L, 2);
+  if (k && strcmp(k, "name") == 0) {
+    push_name_at(L, t, 1);
+    return 1;
+  }
+  if (k && strcmp(k, "id") == 0) {
+    lua_pushinteger(L, t->id);
+    return 1;
+  }
+  lua_getmetatable(L, 1);
+  lua_getfield(L, -1, "__methods");
+  lua_pushvalue(L, 2);
+  lua_rawget(L, -2);
+  return 1;
+}
+
+static int l_task_tostring(lua_State *L) {
+  tt_task *t = check_task(L, 1);
+  push_name_at(L, t, 1);
+  lua_pushfstring(L, "tether.Task '%s' (%s)", lua_tostring(L, -1),
+                  state_name(t));
+  return 1;
+}
+
+/* ---- tables and open -------------------------------------------------- */
+
+static const luaL_Reg task_methods[] = {
+  {"done", l_task_done},
+  {"cancelled", l_task_cancelled},
+  {"failed", l_task_failed},
+  {"result", l_task_result},
+  {"error", l_task_error},
+  {"wait", l_task_wait},
+  {"cancel", l_task_cancel},
+  {NULL, NULL}
+};
+
+static const luaL_Reg task_meta[] = {
+  {"__index", l_task_index},
+  {"__tostring", l_task_tostring},
+  {NULL, NULL}
+};
+
+void tt_task_open(lua_State *L, tt_sched *S) {
+  luaL_newmetatable(L, TASK_MT);
+  lua_pushlightuserdata(L, S);
+  luaL_setfuncs(L, task_meta, 1);
+  lua_newtable(L);
+  lua_pushlightuserdata(L, S);
+  luaL_setfuncs(L, task_methods, 1);
+  lua_setfield(L, -2, "__methods");
+  S->task_mt = luaL_ref(L, LUA_REGISTRYINDEX);
+}
