@@ -41,6 +41,41 @@ static tt_sched *tk_sched_get(lua_State *L) {
   return S;
 }
 
+/* Is the value at `idx` callable (a function, or has __call)? */
+int tk_is_callable(lua_State *L, int idx) {
+  if (lua_isfunction(L, idx)) return 1;
+  if (luaL_getmetafield(L, idx, "__call") != LUA_TNIL) {
+    lua_pop(L, 1);
+    return 1;
+  }
+  return 0;
+}
+
+/* Push the value of registry ref `ref` (nil for no ref). */
+void tk_push_ref(lua_State *L, int ref) {
+  if (ref == LUA_NOREF || ref == LUA_REFNIL) lua_pushnil(L);
+  else lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+}
+
+/* A number argument: strictly a number (no string coercion), not NaN. */
+lua_Number tk_checknum(lua_State *L, int arg) {
+  lua_Number d;
+  if (lua_type(L, arg) != LUA_TNUMBER) luaL_typeerror(L, arg, "number");
+  d = lua_tonumber(L, arg);
+  luaL_argcheck(L, d == d, arg, "number expected, got nan");
+  return d;
+}
+
+/* The userdata of metatable `tname` at argument 1 of method `what` (as
+** "t:result"), or a clear error naming the method. */
+void *tk_checkself(lua_State *L, const char *tname, const char *what) {
+  void *p = luaL_testudata(L, 1, tname);
+  if (p == NULL)
+    luaL_error(L, "bad self for '%s' (%s expected, got %s); call it as a "
+               "method", what, tname, luaL_typename(L, 1));
+  return p;
+}
+
 /* ---- public C API ----------------------------------------------------- */
 
 int tether_set_loop(lua_State *L, uv_loop_t *loop) {

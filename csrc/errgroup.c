@@ -20,15 +20,6 @@ static int is_group(lua_State *L, tt_sched *S, int idx) {
   return r;
 }
 
-static int is_callable(lua_State *L, int idx) {
-  if (lua_isfunction(L, idx)) return 1;
-  if (luaL_getmetafield(L, idx, "__call") != LUA_TNIL) {
-    lua_pop(L, 1);
-    return 1;
-  }
-  return 0;
-}
-
 static int len_of(lua_State *L, int idx) {
   lua_Integer n;
   if (lua_getfield(L, idx, "n") == LUA_TNUMBER) n = lua_tointeger(L, -1);
@@ -137,8 +128,7 @@ static void new_like(lua_State *L, int like, int errs, int infos) {
   lua_setfield(L, -2, "errors");
   lua_pushvalue(L, infos);
   lua_rawsetp(L, -2, &tt_info_key);
-  lua_getmetatable(L, like);
-  lua_setmetatable(L, -2);
+  if (lua_getmetatable(L, like)) lua_setmetatable(L, -2);
 }
 
 static void append(lua_State *L, int list, int val) {
@@ -338,11 +328,16 @@ void tk_new_errorgroup(lua_State *L, tt_sched *S, const char *msg, int errs,
 ** ErrorGroup class) at index 1. */
 int tk_errorgroup_new(lua_State *L, int cls) {
   int i, n;
-  luaL_argexpected(L, lua_isnoneornil(L, 2) || lua_isstring(L, 2), 1,
-                   "string");
-  luaL_checktype(L, 3, LUA_TTABLE);
+  if (!lua_isnoneornil(L, 2) && lua_type(L, 2) != LUA_TSTRING)
+    return luaL_error(L, "bad argument #1 to 'ErrorGroup' (message: string "
+                      "expected, got %s)", luaL_typename(L, 2));
+  if (!lua_istable(L, 3))
+    return luaL_error(L, "bad argument #2 to 'ErrorGroup' (errors: array "
+                      "expected, got %s)", luaL_typename(L, 3));
   n = len_of(L, 3);
-  luaL_argcheck(L, n > 0, 2, "non-empty array of errors expected");
+  if (n < 1)
+    return luaL_error(L, "bad argument #2 to 'ErrorGroup' (errors: non-empty "
+                      "array expected, got an empty one)");
   lua_createtable(L, 0, 3);
   if (!lua_isnoneornil(L, 2)) {
     lua_pushvalue(L, 2);
@@ -393,11 +388,24 @@ static int l_eg_subgroup(lua_State *L) {
 /* eg:leaves() -> flat array (with n) */
 static int l_eg_leaves(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
+  int out, n;
   check_eg(L, S, 1);
   lua_newtable(L);
+  out = lua_gettop(L);
   lua_pushinteger(L, 0);
+  lua_setfield(L, out, "n");
+  leaves(L, S, 1, out);
+  /* NOTE: the count (a nil leaf leaves a hole) is read through a
+     metatable, so that the array compares equal to a plain list. */
+  n = len_of(L, out);
+  lua_pushnil(L);
+  lua_setfield(L, out, "n");
+  lua_createtable(L, 0, 1);
+  lua_createtable(L, 0, 1);
+  lua_pushinteger(L, n);
   lua_setfield(L, -2, "n");
-  leaves(L, S, 1, lua_gettop(L));
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, out);
   return 1;
 }
 
@@ -452,7 +460,7 @@ static void check_handlers(lua_State *L, tt_sched *S, int idx,
     if (lua_isnil(L, -1)) luaL_error(L, "%s: matcher missing", what);
     check_matcher(L, S, -1, what, 0);
     lua_rawgeti(L, -2, 2);
-    if (!is_callable(L, -1))
+    if (!tk_is_callable(L, -1))
       luaL_error(L, "%s: function expected as its second item, got %s", what,
                  luaL_typename(L, -1));
     lua_pop(L, 3);
@@ -589,7 +597,7 @@ static int k_catch(lua_State *L, int status, lua_KContext ctx) {
 /* tether.catch(fn, handlers) -> fn's results | nothing */
 static int l_catch(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
-  if (!is_callable(L, 1)) luaL_typeerror(L, 1, "function");
+  if (!tk_is_callable(L, 1)) luaL_typeerror(L, 1, "function");
   check_handlers(L, S, 2, "catch");
   lua_settop(L, 2);
   lua_pushcfunction(L, tt_msgh);

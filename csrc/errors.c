@@ -143,7 +143,7 @@ static void tk_make_class(lua_State *L, int nameidx, int pidx) {
 /* tether.error_class(name [, parent]) -> class */
 static int l_error_class(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
-  luaL_checkstring(L, 1);
+  luaL_argexpected(L, lua_type(L, 1) == LUA_TSTRING, 1, "string");
   if (lua_isnoneornil(L, 2)) {
     lua_settop(L, 1);
     tk_push_class(L, S, TT_CLS_ERROR);
@@ -158,9 +158,10 @@ static int l_error_class(lua_State *L) {
 /* Cls(message [, fields]) or Cls{ message = ..., field = ... } -> instance */
 static int l_class_call(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
-  int fields = 0;
+  int fields = 0, nargs = lua_gettop(L);
   if (tk_is_errorgroup_class(L, S, 1)) return tk_errorgroup_new(L, 1);
-  if (lua_istable(L, 2) && lua_isnone(L, 3)) fields = 2;
+  lua_settop(L, 3);
+  if (lua_istable(L, 2) && nargs < 3) fields = 2;
   else if (!lua_isnoneornil(L, 3)) {
     luaL_checktype(L, 3, LUA_TTABLE);
     fields = 3;

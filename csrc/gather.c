@@ -5,15 +5,6 @@
 
 /* ---- static helpers --------------------------------------------------- */
 
-static int is_callable(lua_State *L, int idx) {
-  if (lua_isfunction(L, idx)) return 1;
-  if (luaL_getmetafield(L, idx, "__call") != LUA_TNIL) {
-    lua_pop(L, 1);
-    return 1;
-  }
-  return 0;
-}
-
 /* Check that arg 1 is an array of functions; return its length. */
 static int check_fns(lua_State *L, const char *fname, int nonempty) {
   int i, n;
@@ -25,7 +16,7 @@ static int check_fns(lua_State *L, const char *fname, int nonempty) {
     luaL_argerror(L, 1, "non-empty array of functions expected");
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, 1, i);
-    if (!is_callable(L, -1))
+    if (!tk_is_callable(L, -1))
       luaL_error(L, "bad argument #1 to '%s' (function expected at index %d, "
                  "got %s)", fname, i, luaL_typename(L, -1));
     lua_pop(L, 1);

@@ -7,23 +7,7 @@
 
 /* ---- static helpers --------------------------------------------------- */
 
-static tt_group *check_group(lua_State *L, int idx) {
-  return luaL_checkudata(L, idx, GROUP_MT);
-}
-
-static int is_callable(lua_State *L, int idx) {
-  if (lua_isfunction(L, idx)) return 1;
-  if (luaL_getmetafield(L, idx, "__call") != LUA_TNIL) {
-    lua_pop(L, 1);
-    return 1;
-  }
-  return 0;
-}
-
-static void push_ref(lua_State *L, int ref) {
-  if (ref == LUA_NOREF || ref == LUA_REFNIL) lua_pushnil(L);
-  else lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-}
+#define check_group(L, what) ((tt_group *)tk_checkself(L, GROUP_MT, what))
 
 static void unref(lua_State *L, int *ref) {
   luaL_unref(L, LUA_REGISTRYINDEX, *ref);
@@ -47,7 +31,7 @@ static int spawn_args(lua_State *L, const char *op, int *daemon, int *nameidx) {
   int fidx = 2;
   *daemon = 0;
   *nameidx = 0;
-  if (lua_istable(L, 2) && !is_callable(L, 2)) {
+  if (lua_istable(L, 2) && !tk_is_callable(L, 2)) {
     int ty = lua_getfield(L, 2, "name");
     lua_pop(L, 1);
     if (ty != LUA_TNIL && ty != LUA_TSTRING)
@@ -61,7 +45,7 @@ static int spawn_args(lua_State *L, const char *op, int *daemon, int *nameidx) {
     lua_pop(L, 1);
     fidx = 3;
   }
-  if (!is_callable(L, fidx))
+  if (!tk_is_callable(L, fidx))
     luaL_error(L, "bad argument #%d to '%s' (function expected, got %s)",
                fidx - 1, op, luaL_typename(L, fidx));
   return fidx;
@@ -85,7 +69,7 @@ void tk_group_record(lua_State *L, tt_group *g, int eidx, int tbidx,
     lua_newtable(L);
     g->infos_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
-  push_ref(L, g->infos_ref);
+  tk_push_ref(L, g->infos_ref);
   lua_createtable(L, 0, 2);
   lua_pushvalue(L, nameidx);
   lua_setfield(L, -2, "task");
@@ -93,7 +77,7 @@ void tk_group_record(lua_State *L, tt_group *g, int eidx, int tbidx,
   lua_setfield(L, -2, "traceback");
   lua_rawseti(L, -2, n);
   lua_pop(L, 1);
-  push_ref(L, g->errors_ref);
+  tk_push_ref(L, g->errors_ref);
   lua_pushvalue(L, eidx);
   lua_rawseti(L, -2, n);
   lua_pushinteger(L, n);
@@ -189,8 +173,8 @@ static int k_group_join(lua_State *L, int status, lua_KContext ctx) {
       lua_newtable(L);
       lua_newtable(L);
     } else {
-      push_ref(L, g->errors_ref);
-      push_ref(L, g->infos_ref);
+      tk_push_ref(L, g->errors_ref);
+      tk_push_ref(L, g->infos_ref);
     }
     if (g->lost_error) {
       int n = g->nerr + 1;
@@ -200,7 +184,7 @@ static int k_group_join(lua_State *L, int status, lua_KContext ctx) {
       lua_pushinteger(L, n);
       lua_setfield(L, -3, "n");
     }
-    push_ref(L, g->name_ref);
+    tk_push_ref(L, g->name_ref);
     lua_pushfstring(L, "errors in task group '%s'", lua_tostring(L, -1));
     tk_new_errorgroup(L, S, lua_tostring(L, -1), 3, 4);
     unref(L, &g->errors_ref);
@@ -236,7 +220,7 @@ int l_with_group(lua_State *L) {
   tt_task *t;
   tt_group *g;
   int limit = 0, supervisor = 0, bidx = 1;
-  if (lua_istable(L, 1) && !is_callable(L, 1)) {
+  if (lua_istable(L, 1) && !tk_is_callable(L, 1)) {
     int ty;
     bidx = 2;
     ty = lua_getfield(L, 1, "limit");
@@ -244,7 +228,7 @@ int l_with_group(lua_State *L) {
       lua_Integer n;
       int isint;
       n = lua_tointegerx(L, -1, &isint);
-      if (!isint || n < 1 || n > 0x7fffffff)
+      if (ty != LUA_TNUMBER || !isint || n < 1 || n > 0x7fffffff)
         luaL_argerror(L, 1, "opts.limit must be a positive integer");
       limit = (int)n;
     }
@@ -261,7 +245,7 @@ int l_with_group(lua_State *L) {
       luaL_argerror(L, 1, "opts.name must be a string");
     lua_pop(L, 3);
   }
-  if (!is_callable(L, bidx)) luaL_typeerror(L, bidx, "function");
+  if (!tk_is_callable(L, bidx)) luaL_typeerror(L, bidx, "function");
   t = tk_current(L, S, "tether.with_group");
   lua_settop(L, bidx);
   if (bidx == 2) {                  /* the name, then drop opts */
@@ -298,7 +282,7 @@ int l_with_group(lua_State *L) {
 
 /* ---- spawn and start -------------------------------------------------- */
 
-static int tk_spawn(lua_State *L, int start);
+static int tk_spawn(lua_State *L, int start, int granted);
 
 /* Continuation of a spawn that waited for a slot under the limit. */
 static int k_spawn_slot(lua_State *L, int status, lua_KContext start) {
@@ -309,11 +293,10 @@ static int k_spawn_slot(lua_State *L, int status, lua_KContext start) {
   if (cur->granted) {
     cur->granted = 0;
     g->nreserved--;
-  } else {
-    tt_scope *s = ts_cancelled(cur);
-    if (s) return tk_raise_cancelled(L, S, s);
+    return tk_spawn(L, (int)start, 1);
   }
-  return tk_spawn(L, (int)start);
+  if (ts_cancelled(cur)) return tk_raise_cancelled(L, S, ts_cancelled(cur));
+  return tk_spawn(L, (int)start, 0);
 }
 
 /* Continuation of g:start: the task called started() or finished. */
@@ -322,7 +305,7 @@ static int k_start(lua_State *L, int status, lua_KContext ctx) {
   tt_task *c = lua_touserdata(L, -1);
   (void)status; (void)ctx;
   if (!c->starting) {
-    push_ref(L, c->start_ref);
+    tk_push_ref(L, c->start_ref);
     unref(L, &c->start_ref);
     return 1;
   }
@@ -363,17 +346,18 @@ static int l_started(lua_State *L) {
   return 0;
 }
 
-static int tk_spawn(lua_State *L, int start) {
+static int tk_spawn(lua_State *L, int start, int granted) {
   tt_sched *S = TT_UPSCHED(L);
-  tt_group *g = check_group(L, 1);
   const char *op = start ? "g:start" : "g:spawn";
+  tt_group *g = check_group(L, op);
   int daemon, nameidx, fidx;
   tt_task *cur = NULL, *t;
   if (g->state == TT_G_CLOSED)
     return luaL_error(L, "%s: the task group is closed", op);
   fidx = spawn_args(L, start ? "start" : "spawn", &daemon, &nameidx);
   if (start) cur = tk_current(L, S, op);
-  if (g->limit && (g->nlive + g->nreserved >= g->limit || g->lwaiters)) {
+  if (g->limit && !granted &&
+      (g->nlive + g->nreserved >= g->limit || g->lwaiters)) {
     cur = tk_current(L, S, op);
     if (ts_cancelled(cur)) return lua_yieldk(L, 0, 0, tk_checkpoint_k);
     TT_LIST_APPEND(g->lwaiters, cur, wlink);
@@ -404,17 +388,17 @@ static int tk_spawn(lua_State *L, int start) {
 
 /* g:spawn([opts,] fn, ...) -> Task */
 static int l_spawn(lua_State *L) {
-  return tk_spawn(L, 0);
+  return tk_spawn(L, 0, 0);
 }
 
 /* g:start([opts,] fn, ...) -> the value fn passed to started() */
 static int l_start(lua_State *L) {
-  return tk_spawn(L, 1);
+  return tk_spawn(L, 1, 0);
 }
 
 /* g:cancel([reason]) */
 static int l_group_cancel(lua_State *L) {
-  tt_group *g = check_group(L, 1);
+  tt_group *g = check_group(L, "g:cancel");
   luaL_argexpected(L, lua_isnoneornil(L, 2) || lua_type(L, 2) == LUA_TSTRING,
                    2, "string or nil");
   if (g->state != TT_G_CLOSED) tk_cancel_reason(L, g->S, &g->scope, 2);
@@ -423,10 +407,10 @@ static int l_group_cancel(lua_State *L) {
 
 /* g.name, g.cancel_called, g.closed, and the methods */
 static int l_group_index(lua_State *L) {
-  tt_group *g = check_group(L, 1);
+  tt_group *g = check_group(L, "TaskGroup");
   const char *k = lua_tostring(L, 2);
   if (k && strcmp(k, "name") == 0) {
-    push_ref(L, g->name_ref);
+    tk_push_ref(L, g->name_ref);
   } else if (k && strcmp(k, "cancel_called") == 0) {
     lua_pushboolean(L, g->scope.cancel_called);
   } else if (k && strcmp(k, "closed") == 0) {
@@ -441,8 +425,8 @@ static int l_group_index(lua_State *L) {
 }
 
 static int l_group_tostring(lua_State *L) {
-  tt_group *g = check_group(L, 1);
-  push_ref(L, g->name_ref);
+  tt_group *g = check_group(L, "TaskGroup");
+  tk_push_ref(L, g->name_ref);
   lua_pushfstring(L, "tether.TaskGroup '%s' (%s, %d tasks)",
                   lua_tostring(L, -1),
                   g->state == TT_G_CLOSED ? "closed" :
@@ -451,7 +435,7 @@ static int l_group_tostring(lua_State *L) {
 }
 
 static int l_group_gc(lua_State *L) {
-  tt_group *g = check_group(L, 1);
+  tt_group *g = check_group(L, "TaskGroup");
   unref(L, &g->name_ref);
   unref(L, &g->errors_ref);
   unref(L, &g->infos_ref);

@@ -178,6 +178,12 @@ extern const char tt_info_key;    /* an ErrorGroup's hidden info array */
 
 #define TT_UPSCHED(L) ((tt_sched *)lua_touserdata(L, lua_upvalueindex(1)))
 
+/* core.c: helpers for every file */
+int tk_is_callable(lua_State *L, int idx);
+void tk_push_ref(lua_State *L, int ref);
+lua_Number tk_checknum(lua_State *L, int arg);
+void *tk_checkself(lua_State *L, const char *tname, const char *what);
+
 /* sched.c */
 tt_sched *tk_sched(lua_State *L);
 uint64_t ts_now(void);

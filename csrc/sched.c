@@ -239,7 +239,7 @@ uint64_t ts_deadline_after(double d) {
 /* tether.sleep(seconds) */
 static int l_sleep(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
-  double d = luaL_checknumber(L, 1);
+  double d = tk_checknum(L, 1);
   tt_task *t;
   luaL_argcheck(L, d >= 0, 1, "non-negative number expected");
   t = tk_current(L, S, "tether.sleep");
@@ -250,9 +250,8 @@ static int l_sleep(lua_State *L) {
 /* tether.sleep_until(time)  -- time on the tether.now() clock */
 static int l_sleep_until(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
-  double at = luaL_checknumber(L, 1);
+  double at = tk_checknum(L, 1);
   tt_task *t;
-  luaL_argcheck(L, at == at, 1, "number expected, got nan");
   t = tk_current(L, S, "tether.sleep_until");
   if (at == HUGE_VAL) return tk_sleep_until(L, S, t, TT_NEVER);
   at -= (double)(ts_now() - S->t0) / 1e9;

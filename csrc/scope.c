@@ -62,11 +62,6 @@ static void tk_scope_retime(lua_State *L, tt_sched *S, tt_scope *s) {
     luaL_error(L, "not enough memory");
 }
 
-static void push_ref(lua_State *L, int ref) {
-  if (ref == LUA_NOREF || ref == LUA_REFNIL) lua_pushnil(L);
-  else lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-}
-
 /* ---- core functions --------------------------------------------------- */
 
 void ts_scope_init(tt_scope *s, int kind) {
@@ -181,9 +176,9 @@ tt_scope *ts_cancelled(tt_task *t) {
 void tk_push_cancelled(lua_State *L, tt_sched *S, tt_scope *s) {
   tk_new_error(L, S, TT_CLS_CANCELLED, NULL);
   switch (s->reason) {
-    case TT_REASON_USER: push_ref(L, s->reason_ref); break;
+    case TT_REASON_USER: tk_push_ref(L, s->reason_ref); break;
     case TT_REASON_FAILED:
-      push_ref(L, s->source_ref);
+      tk_push_ref(L, s->source_ref);
       lua_pushfstring(L, "task '%s' failed", lua_tostring(L, -1));
       lua_remove(L, -2);
       break;
@@ -201,7 +196,7 @@ void tk_push_cancelled(lua_State *L, tt_sched *S, tt_scope *s) {
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, "reason");
   lua_setfield(L, -2, "message");
-  push_ref(L, s->source_ref);
+  tk_push_ref(L, s->source_ref);
   lua_setfield(L, -2, "source");
 }
 
@@ -277,17 +272,8 @@ static l_scope *tk_new_scope(lua_State *L, tt_sched *S) {
   return ls;
 }
 
-static int is_callable(lua_State *L, int idx) {
-  if (lua_isfunction(L, idx)) return 1;
-  if (luaL_getmetafield(L, idx, "__call") != LUA_TNIL) {
-    lua_pop(L, 1);
-    return 1;
-  }
-  return 0;
-}
-
 static double check_seconds(lua_State *L, int arg) {
-  double d = luaL_checknumber(L, arg);
+  double d = tk_checknum(L, arg);
   luaL_argcheck(L, d >= 0, arg, "non-negative number expected");
   return d;
 }
@@ -303,12 +289,13 @@ static int l_cancel_scope(lua_State *L) {
   if (!lua_isnoneornil(L, 1)) {
     luaL_checktype(L, 1, LUA_TTABLE);
     if (lua_getfield(L, 1, "timeout") != LUA_TNIL) {
-      if (!lua_isnumber(L, -1) || !(lua_tonumber(L, -1) >= 0))
+      if (lua_type(L, -1) != LUA_TNUMBER || !(lua_tonumber(L, -1) >= 0))
         luaL_argerror(L, 1, "'timeout' must be a non-negative number");
       timeout = lua_tonumber(L, -1);
     }
     if (lua_getfield(L, 1, "deadline") != LUA_TNIL) {
-      if (!lua_isnumber(L, -1) || lua_tonumber(L, -1) != lua_tonumber(L, -1))
+      if (lua_type(L, -1) != LUA_TNUMBER ||
+          lua_tonumber(L, -1) != lua_tonumber(L, -1))
         luaL_argerror(L, 1, "'deadline' must be a number");
       if (timeout >= 0)
         luaL_argerror(L, 1, "give 'timeout' or 'deadline', not both");
@@ -331,14 +318,14 @@ static int l_cancel_scope(lua_State *L) {
 
 /* scope:run(fn, ...) -> true, ... | false */
 static int l_scope_run(lua_State *L) {
-  luaL_checkudata(L, 1, SCOPE_MT);
-  if (!is_callable(L, 2)) luaL_typeerror(L, 2, "function");
+  tk_checkself(L, SCOPE_MT, "scope:run");
+  if (!tk_is_callable(L, 2)) luaL_typeerror(L, 2, "function");
   return tk_scope_run(L, RUN_SCOPE, "scope:run");
 }
 
 /* scope:cancel([reason]) */
 static int l_scope_cancel(lua_State *L) {
-  l_scope *ls = luaL_checkudata(L, 1, SCOPE_MT);
+  l_scope *ls = tk_checkself(L, SCOPE_MT, "scope:cancel");
   luaL_argexpected(L, lua_isnoneornil(L, 2) || lua_type(L, 2) == LUA_TSTRING,
                    2, "string or nil");
   tk_cancel_reason(L, ls->S, &ls->s, 2);
@@ -372,14 +359,18 @@ static int l_scope_newindex(lua_State *L) {
   l_scope *ls = luaL_checkudata(L, 1, SCOPE_MT);
   const char *k = luaL_checkstring(L, 2);
   if (strcmp(k, "deadline") == 0) {
-    double at = luaL_checknumber(L, 3);
-    luaL_argcheck(L, at == at, 3, "number expected, got nan");
+    double at = lua_tonumber(L, 3);
+    if (lua_type(L, 3) != LUA_TNUMBER || at != at)
+      return luaL_error(L, "bad value for scope.deadline (number expected, "
+                        "got %s)", luaL_typename(L, 3));
     ls->timeout = -1;
     ls->s.timer.deadline = from_seconds(ls->S, at);
     tk_scope_retime(L, ls->S, &ls->s);
   } else if (strcmp(k, "shield") == 0) {
     int was = ls->s.shield;
-    luaL_checktype(L, 3, LUA_TBOOLEAN);
+    if (!lua_isboolean(L, 3))
+      return luaL_error(L, "bad value for scope.shield (boolean expected, "
+                        "got %s)", luaL_typename(L, 3));
     ls->s.shield = (uint8_t)lua_toboolean(L, 3);
     if (was && !ls->s.shield && ls->s.active &&
         ts_cancelled_from(ls->s.parent))
@@ -408,7 +399,7 @@ static int l_scope_tostring(lua_State *L) {
 static int l_move_on_after(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
   double d = check_seconds(L, 1);
-  if (!is_callable(L, 2)) luaL_typeerror(L, 2, "function");
+  if (!tk_is_callable(L, 2)) luaL_typeerror(L, 2, "function");
   tk_new_scope(L, S)->timeout = d;
   lua_replace(L, 1);
   return tk_scope_run(L, RUN_SCOPE, "tether.move_on_after");
@@ -418,7 +409,7 @@ static int l_move_on_after(lua_State *L) {
 static int l_fail_after(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
   double d = check_seconds(L, 1);
-  if (!is_callable(L, 2)) luaL_typeerror(L, 2, "function");
+  if (!tk_is_callable(L, 2)) luaL_typeerror(L, 2, "function");
   tk_new_scope(L, S)->timeout = d;
   lua_replace(L, 1);
   return tk_scope_run(L, RUN_FAIL_AFTER, "tether.fail_after");
@@ -427,7 +418,7 @@ static int l_fail_after(lua_State *L) {
 /* tether.shield(fn, ...) -> ... */
 static int l_shield(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
-  if (!is_callable(L, 1)) luaL_typeerror(L, 1, "function");
+  if (!tk_is_callable(L, 1)) luaL_typeerror(L, 1, "function");
   tk_new_scope(L, S)->s.shield = 1;
   lua_insert(L, 1);
   return tk_scope_run(L, RUN_SHIELD, "tether.shield");

@@ -7,9 +7,7 @@
 
 /* ---- static helpers --------------------------------------------------- */
 
-static tt_task *check_task(lua_State *L, int idx) {
-  return luaL_checkudata(L, idx, TASK_MT);
-}
+#define check_task(L, what) ((tt_task *)tk_checkself(L, TASK_MT, what))
 
 /* Push the name of task `t` whose userdata is at `idx`. */
 static void push_name_at(lua_State *L, tt_task *t, int idx) {
@@ -267,25 +265,25 @@ void ts_task_finished(tt_sched *S, lua_State *L, tt_task *t) {
 
 /* t:done() -> boolean */
 static int l_task_done(lua_State *L) {
-  lua_pushboolean(L, check_task(L, 1)->state == TT_T_DONE);
+  lua_pushboolean(L, check_task(L, "t:done")->state == TT_T_DONE);
   return 1;
 }
 
 /* t:cancelled() -> boolean */
 static int l_task_cancelled(lua_State *L) {
-  lua_pushboolean(L, check_task(L, 1)->outcome == TT_O_CANCELLED);
+  lua_pushboolean(L, check_task(L, "t:cancelled")->outcome == TT_O_CANCELLED);
   return 1;
 }
 
 /* t:failed() -> boolean */
 static int l_task_failed(lua_State *L) {
-  lua_pushboolean(L, check_task(L, 1)->outcome == TT_O_FAILED);
+  lua_pushboolean(L, check_task(L, "t:failed")->outcome == TT_O_FAILED);
   return 1;
 }
 
 /* t:result() -> the task's return values; raises unless it succeeded */
 static int l_task_result(lua_State *L) {
-  tt_task *t = check_task(L, 1);
+  tt_task *t = check_task(L, "t:result");
   int i, top;
   if (t->state != TT_T_DONE) {
     push_name_at(L, t, 1);
@@ -323,7 +321,7 @@ static int l_task_result(lua_State *L) {
 
 /* t:error() -> the error value of a failed or cancelled task, else nil */
 static int l_task_error(lua_State *L) {
-  tt_task *t = check_task(L, 1);
+  tt_task *t = check_task(L, "t:error");
   if (t->state != TT_T_DONE || t->outcome == TT_O_OK) return 0;
   lua_pushvalue(t->co, -1);
   lua_xmove(t->co, L, 1);
@@ -343,7 +341,7 @@ static int k_task_wait(lua_State *L, int status, lua_KContext ctx) {
 /* t:wait()  -- blocks until t finishes; never raises t's error */
 static int l_task_wait(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
-  tt_task *t = check_task(L, 1);
+  tt_task *t = check_task(L, "t:wait");
   tt_task *cur = tk_current(L, S, "t:wait");
   if (t == cur) return luaL_error(L, "t:wait: a task cannot wait for itself");
   if (t->state == TT_T_DONE || ts_cancelled(cur))
@@ -355,7 +353,7 @@ static int l_task_wait(lua_State *L) {
 
 /* t:cancel([reason])  -- cancels that one task; its group is not failed */
 static int l_task_cancel(lua_State *L) {
-  tt_task *t = check_task(L, 1);
+  tt_task *t = check_task(L, "t:cancel");
   luaL_argexpected(L, lua_isnoneornil(L, 2) || lua_type(L, 2) == LUA_TSTRING,
                    2, "string or nil");
   if (t->state != TT_T_DONE) tk_cancel_reason(L, t->S, &t->root, 2);
@@ -364,7 +362,7 @@ static int l_task_cancel(lua_State *L) {
 
 /* t.name, t.id, and the methods */
 static int l_task_index(lua_State *L) {
-  tt_task *t = check_task(L, 1);
+  tt_task *t = check_task(L, "Task");
   const char *k = lua_tostring(L, 2);
   if (k && strcmp(k, "name") == 0) {
     push_name_at(L, t, 1);
@@ -382,7 +380,7 @@ static int l_task_index(lua_State *L) {
 }
 
 static int l_task_tostring(lua_State *L) {
-  tt_task *t = check_task(L, 1);
+  tt_task *t = check_task(L, "Task");
   push_name_at(L, t, 1);
   lua_pushfstring(L, "tether.Task '%s' (%s)", lua_tostring(L, -1),
                   state_name(t));
