@@ -36,6 +36,8 @@ static tt_sched *tk_sched_get(lua_State *L) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   S->L = lua_tothread(L, -1);
   lua_pop(L, 1);
+  lua_newtable(L);
+  S->anchor_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   S->loop = uv_default_loop();
   S->t0 = uv_hrtime();
   return S;

@@ -105,7 +105,8 @@ struct tt_task {
   lua_State *co;
   tt_sched *S;
   tt_timer timer;           /* sleep */
-  int ref;                  /* registry anchor while not done */
+  int slot;                 /* index in the scheduler's anchor table while
+                               not done; 0 when not anchored */
   int nres;                 /* values left on co when done */
   unsigned id;
   uint8_t state;            /* TT_T_* */
@@ -166,6 +167,8 @@ struct tt_sched {
   int nhandles;             /* handles of ours not yet closed */
   int ntasks;               /* live tasks */
   int nforever;             /* tasks sleeping without a deadline */
+  int anchor_ref;           /* registry ref: array of the live tasks' userdata */
+  int nanchor, anchor_peak; /* its length, and its largest length since built */
   unsigned next_id;
   int cls[TT_CLS_N];
   int task_mt, group_mt, scope_mt; /* registry refs of metatables */
@@ -225,6 +228,7 @@ int tt_task_main(lua_State *co);
 int tt_msgh(lua_State *L);
 void tk_reraise_mark(lua_State *L, tt_sched *S);
 void ts_task_finished(tt_sched *S, lua_State *L, tt_task *t);
+void ts_task_unanchor(lua_State *L, tt_task *t);
 void tk_push_current_traceback(lua_State *L, tt_sched *S, int eidx);
 int tk_is_cancelled(lua_State *L, tt_sched *S, int idx);
 void tt_task_open(lua_State *L, tt_sched *S);

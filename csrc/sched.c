@@ -122,8 +122,7 @@ static void ts_abandon(tt_sched *S, tt_scope *s) {
     t->wlist = NULL;
     t->waiters = NULL;
     t->nres = 0;
-    luaL_unref(S->L, LUA_REGISTRYINDEX, t->ref);
-    t->ref = LUA_NOREF;
+    ts_task_unanchor(S->L, t);
     S->ntasks--;
   }
 }

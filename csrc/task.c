@@ -116,7 +116,7 @@ tt_task *tk_task_new(lua_State *L, tt_sched *S, int fidx, int nargs) {
   t->root.active = t->root.used = 1;
   t->timer.index = -1;
   t->timer.kind = TT_TIMER_SLEEP;
-  t->ref = t->start_ref = LUA_NOREF;
+  t->start_ref = LUA_NOREF;
   t->S = S;
   lua_rawgeti(L, LUA_REGISTRYINDEX, S->task_mt);
   lua_setmetatable(L, -2);
@@ -130,8 +130,12 @@ tt_task *tk_task_new(lua_State *L, tt_sched *S, int fidx, int nargs) {
   for (i = 0; i <= nargs; i++) lua_pushvalue(L, fidx + i);
   lua_xmove(L, co, nargs + 1);
   t->nres = nargs + 2; /* what the first resume passes to tt_task_main */
-  lua_pushvalue(L, -1);
-  t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  tk_push_ref(L, S->anchor_ref);
+  lua_pushvalue(L, -2);
+  lua_rawseti(L, -2, ++S->nanchor);
+  lua_pop(L, 1);
+  t->slot = S->nanchor;
+  if (S->nanchor > S->anchor_peak) S->anchor_peak = S->nanchor;
   ts_task_set_scope(t, &t->root);
   t->id = ++S->next_id;
   S->ntasks++;
@@ -140,7 +144,45 @@ tt_task *tk_task_new(lua_State *L, tt_sched *S, int fidx, int nargs) {
 
 /* Push the userdata of a live task. */
 void tk_push_task(lua_State *L, tt_task *t) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
+  tk_push_ref(L, t->S->anchor_ref);
+  lua_rawgeti(L, -1, t->slot);
+  lua_remove(L, -2);
+}
+
+/*
+** Drop the anchor of task `t`: the last entry of the anchor array moves
+** into its slot, so the array holds exactly the live tasks.  Never
+** allocates (storing into existing slots, or nil).
+*/
+void ts_task_unanchor(lua_State *L, tt_task *t) {
+  tt_sched *S = t->S;
+  if (t->slot == 0) return;
+  tk_push_ref(L, S->anchor_ref);
+  if (t->slot != S->nanchor) {
+    lua_rawgeti(L, -1, S->nanchor);
+    ((tt_task *)lua_touserdata(L, -1))->slot = t->slot;
+    lua_rawseti(L, -2, t->slot);
+  }
+  lua_pushnil(L);
+  lua_rawseti(L, -2, S->nanchor--);
+  lua_pop(L, 1);
+  t->slot = 0;
+}
+
+/* Protected: rebuild the anchor array at its live size (a Lua table's
+** array part never shrinks by itself). */
+static int l_anchor_compact(lua_State *L) {
+  tt_sched *S = lua_touserdata(L, 1);
+  int i;
+  tk_push_ref(L, S->anchor_ref);
+  lua_createtable(L, S->nanchor, 0);
+  for (i = 1; i <= S->nanchor; i++) {
+    lua_rawgeti(L, -2, i);
+    lua_rawseti(L, -2, i);
+  }
+  lua_rawseti(L, LUA_REGISTRYINDEX, S->anchor_ref);
+  S->anchor_peak = S->nanchor;
+  return 0;
 }
 
 /* Push the name of a live task. */
@@ -256,9 +298,13 @@ void ts_task_finished(tt_sched *S, lua_State *L, tt_task *t) {
   }
   if (g) ts_group_child_done(S, t);
   t->group = NULL;
-  luaL_unref(L, LUA_REGISTRYINDEX, t->ref);
-  t->ref = LUA_NOREF;
+  ts_task_unanchor(L, t);
   S->ntasks--;
+  if (S->anchor_peak > 1024 && S->nanchor < S->anchor_peak / 4) {
+    lua_pushcfunction(L, l_anchor_compact);
+    lua_pushlightuserdata(L, S);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1); /* retried later */
+  }
 }
 
 /* ---- bindings --------------------------------------------------------- */
