@@ -29,6 +29,15 @@ static void ts_on_sigint(uv_signal_t *h, int signum) {
     ts_cancel(S, &S->root->root, TT_REASON_INTERRUPT);
 }
 
+/* Is anything but our SIGINT watcher able to wake the loop? */
+static int ts_loop_alive(tt_sched *S) {
+  int alive;
+  uv_unref((uv_handle_t *)&S->sigint);
+  alive = uv_loop_alive(S->loop);
+  uv_ref((uv_handle_t *)&S->sigint);
+  return alive;
+}
+
 /* Fire every due timer entry: wake sleepers, cancel scopes past deadline. */
 static void ts_fire_timers(tt_sched *S) {
   tt_timer *tm;
@@ -252,9 +261,11 @@ static int l_sleep_until(lua_State *L) {
   double at = tk_checknum(L, 1);
   tt_task *t;
   t = tk_current(L, S, "tether.sleep_until");
-  if (at == HUGE_VAL) return tk_sleep_until(L, S, t, TT_NEVER);
-  at -= (double)(ts_now() - S->t0) / 1e9;
-  return tk_sleep_until(L, S, t, at <= 0 ? 0 : ts_deadline_after(at));
+  /* NOTE: the deadline is computed from `at` alone, so that tasks asking
+     for the same time share one deadline and wake in the order they slept. */
+  if (at >= 1e9) return tk_sleep_until(L, S, t, TT_NEVER);
+  return tk_sleep_until(L, S, t,
+                        at <= 0 ? 0 : S->t0 + (uint64_t)ceil(at * 1e9));
 }
 
 /* tether.sleep_forever() */
@@ -335,7 +346,6 @@ static int l_run(lua_State *L) {
   S->nhandles = 2;
   sigaction(SIGINT, NULL, &old);
   uv_signal_start(&S->sigint, ts_on_sigint, SIGINT);
-  uv_unref((uv_handle_t *)&S->sigint);
   ts_ready(S, root);
   while (root->state != TT_T_DONE) {
     ts_fire_timers(S);
@@ -344,7 +354,7 @@ static int l_run(lua_State *L) {
       uv_run(S->loop, UV_RUN_NOWAIT);
       continue;
     }
-    if (!ts_arm_timer(S) && S->nforever == 0 && !uv_loop_alive(S->loop)) {
+    if (!ts_arm_timer(S) && S->nforever == 0 && !ts_loop_alive(S)) {
       /* Nothing is ready and nothing can make anything ready. */
       if (!deadlocked) {
         deadlocked = 1;
