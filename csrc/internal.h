@@ -63,8 +63,9 @@ struct tt_scope {
   tt_task *tasks;      /* tasks whose innermost scope this is */
   tt_task *owner;      /* the task that entered it */
   tt_timer timer;      /* the deadline; deadline TT_NEVER when none */
-  int reason_ref;      /* registry refs: cancel reason text, failing task's name */
+  int reason_ref;      /* registry refs: cancel reason text, failing task's name, */
   int source_ref;
+  int exc_ref;         /* and the Cancelled raised for it (groups, plain scopes) */
   uint8_t kind;        /* TT_SCOPE_* */
   uint8_t cancel_called;
   uint8_t shield;

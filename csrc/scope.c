@@ -70,7 +70,7 @@ void ts_scope_init(tt_scope *s, int kind) {
   s->timer.index = -1;
   s->timer.kind = TT_TIMER_DEADLINE;
   s->timer.deadline = TT_NEVER;
-  s->reason_ref = s->source_ref = LUA_NOREF;
+  s->reason_ref = s->source_ref = s->exc_ref = LUA_NOREF;
 }
 
 /* Make `s` the innermost scope of `t` (moving it between scope lists). */
@@ -115,7 +115,8 @@ void ts_scope_exit(tt_sched *S, tt_task *t, tt_scope *s) {
 void ts_scope_release(lua_State *L, tt_scope *s) {
   luaL_unref(L, LUA_REGISTRYINDEX, s->reason_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, s->source_ref);
-  s->reason_ref = s->source_ref = LUA_NOREF;
+  luaL_unref(L, LUA_REGISTRYINDEX, s->exc_ref);
+  s->reason_ref = s->source_ref = s->exc_ref = LUA_NOREF;
 }
 
 /*
@@ -200,9 +201,21 @@ void tk_push_cancelled(lua_State *L, tt_sched *S, tt_scope *s) {
   lua_setfield(L, -2, "source");
 }
 
-/* Raise Cancelled for `s` in the running task. */
+/*
+** Raise Cancelled for `s` in the running task.  NOTE: every task under a
+** cancelled group or scope gets the same Cancelled object (made once):
+** cancelling N parked tasks then allocates nothing per task.
+*/
 int tk_raise_cancelled(lua_State *L, tt_sched *S, tt_scope *s) {
+  if (s->exc_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->exc_ref);
+    return lua_error(L);
+  }
   tk_push_cancelled(L, S, s);
+  if (s->kind != TT_SCOPE_TASK) {
+    lua_pushvalue(L, -1);
+    s->exc_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
   return lua_error(L);
 }
 
