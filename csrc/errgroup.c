@@ -39,7 +39,12 @@ static void push_safe_tostring(lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
   lua_pushcfunction(L, safe_tostring_k);
   lua_pushvalue(L, idx);
-  if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_isstring(L, -1)) {
+  switch (lua_pcall(L, 1, 1, 0)) {
+    case LUA_OK: if (lua_isstring(L, -1)) return; break;
+    case LUA_ERRMEM: lua_error(L); break;       /* never hide it */
+    default: break;
+  }
+  {
     lua_pop(L, 1);
     lua_pushfstring(L, "(%s error object: its __tostring failed)",
                     luaL_typename(L, idx));

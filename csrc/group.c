@@ -54,6 +54,48 @@ static int spawn_args(lua_State *L, const char *op, int *daemon, int *nameidx) {
 /* ---- core functions --------------------------------------------------- */
 
 /*
+** Make the ErrorGroup that `g` will raise, with empty errors and infos that
+** records then fill: NOTE: built at the first error, so that raising it at
+** the group's exit allocates nothing and cannot lose a recorded error.
+*/
+static void tk_group_make_eg(lua_State *L, tt_group *g) {
+  int errs, infos;
+  lua_createtable(L, 4, 1);
+  errs = lua_gettop(L);
+  lua_pushinteger(L, 0);
+  lua_setfield(L, errs, "n");
+  lua_createtable(L, 4, 0);
+  infos = lua_gettop(L);
+  tk_push_ref(L, g->name_ref);
+  lua_pushfstring(L, "errors in task group '%s'", lua_tostring(L, -1));
+  tk_new_errorgroup(L, g->S, lua_tostring(L, -1), errs, infos);
+  g->eg_ref = luaL_ref(L, LUA_REGISTRYINDEX);      /* the refs are taken */
+  lua_pushvalue(L, infos);                         /* last: each may raise */
+  g->infos_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushvalue(L, errs);
+  g->errors_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_settop(L, errs - 1);
+}
+
+/* Protected: record the error at 1 (traceback 2, name 3) in group 4. */
+static int l_group_record(lua_State *L) {
+  tk_group_record(L, lua_touserdata(L, 4), 1, 2, 3);
+  return 0;
+}
+
+/* Protected: add a note that an error was lost for memory to group 1. */
+static int l_group_note_lost(lua_State *L) {
+  tt_group *g = lua_touserdata(L, 1);
+  lua_settop(L, 0);
+  lua_pushliteral(L, "not enough memory (an error of this task group could "
+                  "not be recorded)");
+  lua_pushnil(L);
+  lua_pushliteral(L, "?");
+  lua_pushlightuserdata(L, g);
+  return l_group_record(L);
+}
+
+/*
 ** Record error `eidx` (traceback at `tbidx`, task name at `nameidx`) in
 ** group `g`, in the order errors are raised.
 */
@@ -63,12 +105,7 @@ void tk_group_record(lua_State *L, tt_group *g, int eidx, int tbidx,
   eidx = lua_absindex(L, eidx);
   tbidx = lua_absindex(L, tbidx);
   nameidx = lua_absindex(L, nameidx);
-  if (g->errors_ref == LUA_NOREF) {
-    lua_newtable(L);
-    g->errors_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_newtable(L);
-    g->infos_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  }
+  if (g->eg_ref == LUA_NOREF) tk_group_make_eg(L, g);
   tk_push_ref(L, g->infos_ref);
   lua_createtable(L, 0, 2);
   lua_pushvalue(L, nameidx);
@@ -169,30 +206,31 @@ static int k_group_join(lua_State *L, int status, lua_KContext ctx) {
   g->state = TT_G_CLOSED;
   if (g->nerr > 0 || g->lost_error) {
     lua_settop(L, 2);
-    if (g->errors_ref == LUA_NOREF) {
-      lua_newtable(L);
-      lua_newtable(L);
-    } else {
-      tk_push_ref(L, g->errors_ref);
-      tk_push_ref(L, g->infos_ref);
-    }
     if (g->lost_error) {
-      int n = g->nerr + 1;
-      lua_pushliteral(L, "not enough memory (an error of this group could "
-                      "not be recorded)");
-      lua_rawseti(L, -3, n);
-      lua_pushinteger(L, n);
-      lua_setfield(L, -3, "n");
+      lua_pushcfunction(L, l_group_note_lost);
+      lua_pushlightuserdata(L, g);
+      if (lua_pcall(L, 1, 0, 0) != LUA_OK && g->eg_ref == LUA_NOREF)
+        return lua_error(L);              /* nothing recorded: the memory error */
+      lua_settop(L, 2);
     }
-    tk_push_ref(L, g->name_ref);
-    lua_pushfstring(L, "errors in task group '%s'", lua_tostring(L, -1));
-    tk_new_errorgroup(L, S, lua_tostring(L, -1), 3, 4);
+    tk_push_ref(L, g->eg_ref);
+    unref(L, &g->eg_ref);
     unref(L, &g->errors_ref);
     unref(L, &g->infos_ref);
     return lua_error(L);
   }
   if ((s = ts_cancelled(t)) != NULL) return tk_raise_cancelled(L, S, s);
   return g->body_returned ? lua_gettop(L) - 3 : 0;
+}
+
+/* Protected: the body's error at 1 goes into group 2, which it fails. */
+static int l_group_body_failed(lua_State *L) {
+  tt_group *g = lua_touserdata(L, 2);
+  tk_push_current_traceback(L, g->S, 1);
+  tk_push_task_name(L, g->S->current);
+  tk_group_record(L, g, 1, 3, 4);
+  tk_group_fail(L, g, 4);
+  return 0;
 }
 
 static int k_group_body(lua_State *L, int status, lua_KContext ctx) {
@@ -202,11 +240,14 @@ static int k_group_body(lua_State *L, int status, lua_KContext ctx) {
   if (status == LUA_OK || status == LUA_YIELD) {
     g->body_returned = 1;
   } else {
-    if (!tk_is_cancelled(L, S, -1)) {
-      tk_push_current_traceback(L, S, -1);
-      tk_push_task_name(L, S->current);
-      tk_group_record(L, g, -3, -2, -1);
-      tk_group_fail(L, g, -1);
+    if (!tk_is_cancelled(L, S, -1)) {     /* stack: ..., 4 error */
+      lua_pushcfunction(L, l_group_body_failed);
+      lua_insert(L, 4);
+      lua_pushlightuserdata(L, g);
+      if (lua_pcall(L, 2, 0, 0) != LUA_OK) { /* no memory: keep going */
+        g->lost_error = 1;
+        ts_cancel(S, &g->scope, TT_REASON_NONE);
+      }
     }
     lua_settop(L, 3);
   }
@@ -268,7 +309,7 @@ int l_with_group(lua_State *L) {
   g->S = S;
   g->limit = limit;
   g->supervisor = (uint8_t)supervisor;
-  g->errors_ref = g->infos_ref = LUA_NOREF;
+  g->errors_ref = g->infos_ref = g->eg_ref = g->name_ref = LUA_NOREF;
   luaL_setmetatable(L, GROUP_MT);
   lua_insert(L, 2);
   g->name_ref = luaL_ref(L, LUA_REGISTRYINDEX);   /* stack: body, group */
@@ -439,6 +480,7 @@ static int l_group_gc(lua_State *L) {
   unref(L, &g->name_ref);
   unref(L, &g->errors_ref);
   unref(L, &g->infos_ref);
+  unref(L, &g->eg_ref);
   ts_scope_release(L, &g->scope);
   return 0;
 }

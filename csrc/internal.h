@@ -134,7 +134,8 @@ struct tt_group {
   int limit;                /* 0: no limit */
   int nreserved;            /* slots handed to woken spawners, not yet used */
   int nerr;
-  int errors_ref, infos_ref; /* registry refs: recorded errors and their infos */
+  int errors_ref, infos_ref; /* registry refs: recorded errors and their infos, */
+  int eg_ref;               /* and the ErrorGroup holding them */
   int name_ref;
   uint8_t state;            /* TT_G_* */
   uint8_t supervisor;

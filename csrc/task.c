@@ -132,9 +132,9 @@ tt_task *tk_task_new(lua_State *L, tt_sched *S, int fidx, int nargs) {
   t->nres = nargs + 2; /* what the first resume passes to tt_task_main */
   tk_push_ref(L, S->anchor_ref);
   lua_pushvalue(L, -2);
-  lua_rawseti(L, -2, ++S->nanchor);
+  lua_rawseti(L, -2, S->nanchor + 1);  /* may raise: count it only after */
   lua_pop(L, 1);
-  t->slot = S->nanchor;
+  t->slot = ++S->nanchor;
   if (S->nanchor > S->anchor_peak) S->anchor_peak = S->nanchor;
   ts_task_set_scope(t, &t->root);
   t->id = ++S->next_id;
