@@ -68,6 +68,29 @@ lua_Number tk_checknum(lua_State *L, int arg) {
   return d;
 }
 
+static int safe_tostring_k(lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  return 1;
+}
+
+/* Push tostring(value at idx), never raising: a failing __tostring gives
+** a placeholder that says so. */
+void tk_push_safe_tostring(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  lua_pushcfunction(L, safe_tostring_k);
+  lua_pushvalue(L, idx);
+  switch (lua_pcall(L, 1, 1, 0)) {
+    case LUA_OK: if (lua_isstring(L, -1)) return; break;
+    case LUA_ERRMEM: lua_error(L); break;       /* never hide it */
+    default: break;
+  }
+  {
+    lua_pop(L, 1);
+    lua_pushfstring(L, "(%s error object: its __tostring failed)",
+                    luaL_typename(L, idx));
+  }
+}
+
 /* The userdata of metatable `tname` at argument 1 of method `what` (as
 ** "t:result"), or a clear error naming the method. */
 void *tk_checkself(lua_State *L, const char *tname, const char *what) {

@@ -28,29 +28,6 @@ static int len_of(lua_State *L, int idx) {
   return (int)n;
 }
 
-static int safe_tostring_k(lua_State *L) {
-  luaL_tolstring(L, 1, NULL);
-  return 1;
-}
-
-/* Push tostring(value at idx), never raising: a failing __tostring gives
-** a placeholder that says so. */
-static void push_safe_tostring(lua_State *L, int idx) {
-  idx = lua_absindex(L, idx);
-  lua_pushcfunction(L, safe_tostring_k);
-  lua_pushvalue(L, idx);
-  switch (lua_pcall(L, 1, 1, 0)) {
-    case LUA_OK: if (lua_isstring(L, -1)) return; break;
-    case LUA_ERRMEM: lua_error(L); break;       /* never hide it */
-    default: break;
-  }
-  {
-    lua_pop(L, 1);
-    lua_pushfstring(L, "(%s error object: its __tostring failed)",
-                    luaL_typename(L, idx));
-  }
-}
-
 /*
 ** Check that the value at `idx` is a matcher: a class (not ErrorGroup), a
 ** Lua pattern, a predicate, or a non-empty array of matchers.  `what`
@@ -91,7 +68,7 @@ static int match_leaf(lua_State *L, tt_sched *S, int v, int m) {
     lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
     lua_getfield(L, -1, "string");
     lua_getfield(L, -1, "find");
-    push_safe_tostring(L, v);
+    tk_push_safe_tostring(L, v);
     lua_pushvalue(L, m);
     lua_call(L, 2, 1);
     r = !lua_isnil(L, -1);
@@ -260,7 +237,7 @@ static void render(lua_State *L, tt_sched *S, int eg, int parts, int depth) {
     lua_pop(L, 1);
     lua_pushliteral(L, "");
   } else {
-    push_safe_tostring(L, -1);
+    tk_push_safe_tostring(L, -1);
     lua_remove(L, -2);
   }
   lua_pushfstring(L, "%s: %s (%d sub-error%s)", lua_tostring(L, -2),
@@ -288,7 +265,7 @@ static void render(lua_State *L, tt_sched *S, int eg, int parts, int depth) {
     } else {
       char sub[72];
       snprintf(sub, sizeof sub, "%s      ", indent);
-      push_safe_tostring(L, e);
+      tk_push_safe_tostring(L, e);
       add_indented(L, parts, lua_tostring(L, -1), sub);
       lua_pop(L, 1);
       if (lua_istable(L, info)) {

@@ -188,6 +188,7 @@ int tk_is_callable(lua_State *L, int idx);
 void tk_push_ref(lua_State *L, int ref);
 lua_Number tk_checknum(lua_State *L, int arg);
 void *tk_checkself(lua_State *L, const char *tname, const char *what);
+void tk_push_safe_tostring(lua_State *L, int idx);
 
 /* sched.c */
 tt_sched *tk_sched(lua_State *L);

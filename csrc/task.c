@@ -217,6 +217,28 @@ int tt_task_main(lua_State *co) {
   return k_task(co, lua_pcallk(co, n - 2, LUA_MULTRET, 2, 0, k_task), 0);
 }
 
+/* Protected, for tt_msgh: record in task 2 the traceback of error 1. */
+static int l_capture_traceback(lua_State *L) {
+  tt_task *t = lua_touserdata(L, 2);
+  lua_settop(L, 1);
+  tk_push_task(L, t);                                      /* 2 */
+  if (t->reraise) {
+    t->reraise = 0;
+    if (lua_getiuservalue(L, 2, TT_UV_ERRTB) == LUA_TTABLE &&
+        lua_rawgeti(L, -1, 1) >= 0 && lua_rawequal(L, -1, 1))
+      return 0;
+    lua_settop(L, 2);
+  }
+  lua_createtable(L, 2, 0);
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, -2, 1);
+  /* level 2: above this function and the message handler */
+  luaL_traceback(L, L, NULL, 3);
+  lua_rawseti(L, -2, 2);
+  lua_setiuservalue(L, 2, TT_UV_ERRTB);
+  return 0;
+}
+
 /*
 ** Message handler of tether's protected calls: keeps the error value
 ** unchanged and records, in the running task, the traceback where it was
@@ -233,22 +255,12 @@ int tt_msgh(lua_State *L) {
     lua_settop(L, 1);
     return 1;
   }
-  tk_push_task(L, t);                                      /* 2 */
-  if (t->reraise) {
-    t->reraise = 0;
-    if (lua_getiuservalue(L, 2, TT_UV_ERRTB) == LUA_TTABLE &&
-        lua_rawgeti(L, -1, 1) >= 0 && lua_rawequal(L, -1, 1)) {
-      lua_settop(L, 1);
-      return 1;
-    }
-    lua_settop(L, 2);
-  }
-  lua_createtable(L, 2, 0);
+  /* NOTE: a message handler that raises replaces the error it handles (a
+     memory error would lose a whole ErrorGroup): capture, protected. */
+  lua_pushcfunction(L, l_capture_traceback);
   lua_pushvalue(L, 1);
-  lua_rawseti(L, -2, 1);
-  luaL_traceback(L, L, NULL, 1);
-  lua_rawseti(L, -2, 2);
-  lua_setiuservalue(L, 2, TT_UV_ERRTB);
+  lua_pushlightuserdata(L, t);
+  lua_pcall(L, 2, 0, 0);
   lua_settop(L, 1);
   return 1;
 }
@@ -345,9 +357,9 @@ static int l_task_result(lua_State *L) {
       lua_pushfstring(L, "t:result: task '%s' was cancelled",
                       lua_tostring(L, -2));
     } else {
-      const char *e = luaL_tolstring(L, -1, NULL);
+      tk_push_safe_tostring(L, -1);
       lua_pushfstring(L, "t:result: task '%s' failed: %s",
-                      lua_tostring(L, -3), e);
+                      lua_tostring(L, -3), lua_tostring(L, -1));
       lua_remove(L, -2);
     }
     tk_new_error(L, S, TT_CLS_ERROR, lua_tostring(L, -1));
