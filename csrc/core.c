@@ -93,12 +93,19 @@ void tk_push_safe_tostring(lua_State *L, int idx) {
 
 /* The userdata of metatable `tname` at argument 1 of method `what` (as
 ** "t:result"), or a clear error naming the method. */
-void *tk_checkself(lua_State *L, const char *tname, const char *what) {
-  void *p = luaL_testudata(L, 1, tname);
-  if (p == NULL)
-    luaL_error(L, "bad self for '%s' (%s expected, got %s); call it as a "
-               "method", what, tname, luaL_typename(L, 1));
-  return p;
+void *tk_checkself(lua_State *L, int mtref, const char *tname,
+                   const char *what) {
+  void *p = lua_touserdata(L, 1);
+  if (p != NULL && lua_getmetatable(L, 1)) {
+    int same;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, mtref);
+    same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    if (same) return p;
+  }
+  luaL_error(L, "bad self for '%s' (%s expected, got %s); call it as a "
+             "method", what, tname, luaL_typename(L, 1));
+  return NULL;
 }
 
 /* ---- public C API ----------------------------------------------------- */

@@ -60,7 +60,11 @@ void tk_push_class(lua_State *L, tt_sched *S, int cls) {
 /* Is the value at `idx` a tether.Cancelled? */
 int tk_is_cancelled(lua_State *L, tt_sched *S, int idx) {
   int r;
-  if (!lua_istable(L, idx)) return 0;
+  if (!lua_istable(L, idx) || !lua_getmetatable(L, idx)) return 0;
+  tk_push_class(L, S, TT_CLS_CANCELLED);
+  r = lua_rawequal(L, -1, -2);               /* the usual case: no subclass */
+  lua_pop(L, 2);
+  if (r) return 1;
   idx = lua_absindex(L, idx);
   tk_push_class(L, S, TT_CLS_CANCELLED);
   r = tk_isinstance(L, idx, -1);

@@ -7,7 +7,8 @@
 
 /* ---- static helpers --------------------------------------------------- */
 
-#define check_group(L, what) ((tt_group *)tk_checkself(L, GROUP_MT, what))
+#define check_group(L, what) \
+  ((tt_group *)tk_checkself(L, TT_UPSCHED(L)->group_mt, GROUP_MT, what))
 
 static void unref(lua_State *L, int *ref) {
   luaL_unref(L, LUA_REGISTRYINDEX, *ref);
@@ -310,7 +311,8 @@ int l_with_group(lua_State *L) {
   g->limit = limit;
   g->supervisor = (uint8_t)supervisor;
   g->errors_ref = g->infos_ref = g->eg_ref = g->name_ref = LUA_NOREF;
-  luaL_setmetatable(L, GROUP_MT);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, S->group_mt);
+  lua_setmetatable(L, -2);
   lua_insert(L, 2);
   g->name_ref = luaL_ref(L, LUA_REGISTRYINDEX);   /* stack: body, group */
   tk_scope_enter(L, t, &g->scope);
@@ -449,7 +451,10 @@ static int l_group_cancel(lua_State *L) {
 /* g.name, g.cancel_called, g.closed, and the methods */
 static int l_group_index(lua_State *L) {
   tt_group *g = check_group(L, "TaskGroup");
-  const char *k = lua_tostring(L, 2);
+  const char *k;
+  lua_pushvalue(L, 2);                      /* methods first: the hot path */
+  if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) return 1;
+  k = lua_tostring(L, 2);
   if (k && strcmp(k, "name") == 0) {
     tk_push_ref(L, g->name_ref);
   } else if (k && strcmp(k, "cancel_called") == 0) {
@@ -457,10 +462,7 @@ static int l_group_index(lua_State *L) {
   } else if (k && strcmp(k, "closed") == 0) {
     lua_pushboolean(L, g->state == TT_G_CLOSED);
   } else {
-    lua_getmetatable(L, 1);
-    lua_getfield(L, -1, "__methods");
-    lua_pushvalue(L, 2);
-    lua_rawget(L, -2);
+    lua_pushnil(L);
   }
   return 1;
 }
@@ -495,7 +497,6 @@ static const luaL_Reg group_methods[] = {
 };
 
 static const luaL_Reg group_meta[] = {
-  {"__index", l_group_index},
   {"__tostring", l_group_tostring},
   {"__gc", l_group_gc},
   {NULL, NULL}
@@ -510,11 +511,13 @@ void tt_group_open(lua_State *L, tt_sched *S) {
   luaL_newmetatable(L, GROUP_MT);
   lua_pushlightuserdata(L, S);
   luaL_setfuncs(L, group_meta, 1);
+  lua_pushlightuserdata(L, S);
   lua_newtable(L);
   lua_pushlightuserdata(L, S);
   luaL_setfuncs(L, group_methods, 1);
-  lua_setfield(L, -2, "__methods");
-  lua_pop(L, 1);
+  lua_pushcclosure(L, l_group_index, 2);
+  lua_setfield(L, -2, "__index");
+  S->group_mt = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushlightuserdata(L, S);
   luaL_setfuncs(L, group_funcs, 1);
 }

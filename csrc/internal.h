@@ -187,7 +187,8 @@ extern const char tt_info_key;    /* an ErrorGroup's hidden info array */
 int tk_is_callable(lua_State *L, int idx);
 void tk_push_ref(lua_State *L, int ref);
 lua_Number tk_checknum(lua_State *L, int arg);
-void *tk_checkself(lua_State *L, const char *tname, const char *what);
+void *tk_checkself(lua_State *L, int mtref, const char *tname,
+                   const char *what);
 void tk_push_safe_tostring(lua_State *L, int idx);
 
 /* sched.c */

@@ -331,14 +331,15 @@ static int l_cancel_scope(lua_State *L) {
 
 /* scope:run(fn, ...) -> true, ... | false */
 static int l_scope_run(lua_State *L) {
-  tk_checkself(L, SCOPE_MT, "scope:run");
+  tk_checkself(L, TT_UPSCHED(L)->scope_mt, SCOPE_MT, "scope:run");
   if (!tk_is_callable(L, 2)) luaL_typeerror(L, 2, "function");
   return tk_scope_run(L, RUN_SCOPE, "scope:run");
 }
 
 /* scope:cancel([reason]) */
 static int l_scope_cancel(lua_State *L) {
-  l_scope *ls = tk_checkself(L, SCOPE_MT, "scope:cancel");
+  l_scope *ls = tk_checkself(L, TT_UPSCHED(L)->scope_mt, SCOPE_MT,
+                             "scope:cancel");
   luaL_argexpected(L, lua_isnoneornil(L, 2) || lua_type(L, 2) == LUA_TSTRING,
                    2, "string or nil");
   tk_cancel_reason(L, ls->S, &ls->s, 2);
@@ -470,6 +471,8 @@ void tt_scope_open(lua_State *L, tt_sched *S) {
   lua_pushlightuserdata(L, S);
   luaL_setfuncs(L, scope_methods, 1);
   lua_setfield(L, -2, "__methods");
+  lua_pushvalue(L, -1);
+  S->scope_mt = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pop(L, 1);
   lua_pushlightuserdata(L, S);
   luaL_setfuncs(L, scope_funcs, 1);

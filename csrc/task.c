@@ -7,7 +7,8 @@
 
 /* ---- static helpers --------------------------------------------------- */
 
-#define check_task(L, what) ((tt_task *)tk_checkself(L, TASK_MT, what))
+#define check_task(L, what) \
+  ((tt_task *)tk_checkself(L, TT_UPSCHED(L)->task_mt, TASK_MT, what))
 
 /* Push the name of task `t` whose userdata is at `idx`. */
 static void push_name_at(lua_State *L, tt_task *t, int idx) {
@@ -421,7 +422,10 @@ static int l_task_cancel(lua_State *L) {
 /* t.name, t.id, and the methods */
 static int l_task_index(lua_State *L) {
   tt_task *t = check_task(L, "Task");
-  const char *k = lua_tostring(L, 2);
+  const char *k;
+  lua_pushvalue(L, 2);                      /* methods first: the hot path */
+  if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) return 1;
+  k = lua_tostring(L, 2);
   if (k && strcmp(k, "name") == 0) {
     push_name_at(L, t, 1);
     return 1;
@@ -430,11 +434,7 @@ static int l_task_index(lua_State *L) {
     lua_pushinteger(L, t->id);
     return 1;
   }
-  lua_getmetatable(L, 1);
-  lua_getfield(L, -1, "__methods");
-  lua_pushvalue(L, 2);
-  lua_rawget(L, -2);
-  return 1;
+  return 0;
 }
 
 static int l_task_tostring(lua_State *L) {
@@ -459,7 +459,6 @@ static const luaL_Reg task_methods[] = {
 };
 
 static const luaL_Reg task_meta[] = {
-  {"__index", l_task_index},
   {"__tostring", l_task_tostring},
   {NULL, NULL}
 };
@@ -468,9 +467,11 @@ void tt_task_open(lua_State *L, tt_sched *S) {
   luaL_newmetatable(L, TASK_MT);
   lua_pushlightuserdata(L, S);
   luaL_setfuncs(L, task_meta, 1);
+  lua_pushlightuserdata(L, S);
   lua_newtable(L);
   lua_pushlightuserdata(L, S);
   luaL_setfuncs(L, task_methods, 1);
-  lua_setfield(L, -2, "__methods");
+  lua_pushcclosure(L, l_task_index, 2);
+  lua_setfield(L, -2, "__index");
   S->task_mt = luaL_ref(L, LUA_REGISTRYINDEX);
 }
