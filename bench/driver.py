@@ -1,0 +1,437 @@
+#!/usr/bin/env python3
+"""bench/driver.py: runs every (workload, system) script several times,
+interleaved, and prints/writes the table of medians, min-max and ratios
+(tether / anchor), with the targets checked.
+
+Called by bench/run.sh from the repository root. Environment:
+  QUICK=1        N/10 and one run (scaling: N/10 too, one run)
+  RUNS=5         runs per (workload, system) at the main N
+  N=100000       the main N
+  SCALE_RUNS=3   runs per point for the 10k and 1M scaling points
+                 (the 100k point reuses the main runs)
+  SCALE=0        skip the scaling section
+  ONLY=w1,w3     run only these workloads (debugging)
+  SYSTEMS=a,b    run only these systems (debugging)
+  RESULTS=path   where to write the markdown (default bench/results.md)
+Every script prints one line `RESULT <work> <system> n=<N> value=<v> unit=<u>`
+and exits non-zero when its work check fails.
+"""
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "bench", "out")
+PY = "/usr/bin/python3"          # Debian's python: has trio (pyenv's may not)
+TIMEOUT = 900
+
+QUICK = os.environ.get("QUICK", "0") not in ("", "0")
+N_MAIN = int(os.environ.get("N", "100000"))
+RUNS = int(os.environ.get("RUNS", "5"))
+SCALE_RUNS = int(os.environ.get("SCALE_RUNS", "3"))
+SCALE_NS = [10000, 100000, 1000000]
+if QUICK:
+    N_MAIN //= 10
+    RUNS = 1
+    SCALE_RUNS = 1
+    SCALE_NS = [n // 10 for n in SCALE_NS]
+DO_SCALE = os.environ.get("SCALE", "1") not in ("", "0")
+ONLY = set(filter(None, os.environ.get("ONLY", "").split(",")))
+ONLY_SYS = set(filter(None, os.environ.get("SYSTEMS", "").split(",")))
+RESULTS = os.environ.get("RESULTS", os.path.join(ROOT, "bench", "results.md"))
+
+# The same process-level conditions for every system: a fresh process per run,
+# started from the repository root with the same environment (the Lua paths are
+# set for every process, harmless to the others), stdin from /dev/null, the
+# same timeout, default runtime settings (no GC tuning, no pinning).
+# tether is run from a snapshot of lua/ and build/tether/core.so taken when the
+# driver starts, so that a rebuild during the run cannot mix two versions.
+SNAP = os.path.join(OUT, "snapshot")
+ENV = dict(os.environ)
+ENV["LUA_PATH"] = f"{SNAP}/lua/?.lua;{SNAP}/lua/?/init.lua;;"
+ENV["LUA_CPATH"] = f"{SNAP}/build/?.so;;"
+for k in ("QUICK", "RUNS", "N", "SCALE_RUNS", "SCALE", "ONLY", "SYSTEMS", "RESULTS"):
+    ENV.pop(k, None)
+
+WORKLOADS = {
+    "w1": dict(title="W1 spawn-join", unit="µs per task", scale=1e-3, fmt="{:.2f}"),
+    "w2": dict(title="W2 timers", unit="s (wall − 50 ms)", scale=1, fmt="{:.3f}"),
+    "w3": dict(title="W3 cancel", unit="s (raise → group raised, all N unwound)", scale=1, fmt="{:.3f}"),
+    "w5": dict(title="W5 memory", unit="bytes RSS per parked task", scale=1, fmt="{:.0f}"),
+}
+
+# system -> how to run its script for a workload (None: no such script)
+def lua(path):
+    return ["lua5.4", path]
+
+SYSTEMS = {
+    "tether": lambda w: lua(f"bench/tether/{w}.lua"),
+    "floor-coroutine": lambda w: lua(f"bench/floor/{w}_coroutine.lua") if w in ("w1", "w5") else None,
+    "floor-coroutine-1by1": lambda w: lua("bench/floor/w1_coroutine_1by1.lua") if w == "w1" else None,
+    "floor-luv-timer": lambda w: lua(f"bench/floor/{w}_luv_timer.lua") if w in ("w1", "w2") else None,
+    "luv": lambda w: lua(f"bench/luv/{w}.lua"),
+    "cqueues": lambda w: lua(f"bench/cqueues/{w}.lua"),
+    "asyncio": lambda w: [PY, f"bench/python/{w}_asyncio.py"],
+    "trio": lambda w: [PY, f"bench/python/{w}_trio.py"],
+    "node": lambda w: ["node", "--expose-gc", f"bench/node/{w}.js"],
+}
+FLOORS = ("floor-coroutine", "floor-coroutine-1by1", "floor-luv-timer")
+ANCHORS = ("luv", "cqueues", "asyncio", "trio", "node")
+SCALE_SYSTEMS = ("tether", "floor-coroutine", "luv", "cqueues")   # the 1M points are cheap for these
+
+DESCR = {
+    "tether": "tether (`with_group` + `spawn`)",
+    "floor-coroutine": "floor: raw coroutine create+resume+resume (N alive)",
+    "floor-coroutine-1by1": "floor, one at a time: create+resume+resume (memory reused)",
+    "floor-luv-timer": "floor: raw luv timer + callback",
+    "luv": "hand-written coroutines over luv",
+    "cqueues": "cqueues",
+    "asyncio": "Python asyncio.TaskGroup",
+    "trio": "Python Trio nursery",
+    "node": "Node.js Promise.all + AbortController",
+}
+
+PROBES = {
+    "tether": ["lua5.4", "-e", "local t = require('tether'); assert(t.run and t.with_group)"],
+    "floor-coroutine": ["lua5.4", "-e", "require('luv')"],
+    "floor-coroutine-1by1": ["lua5.4", "-e", "require('luv')"],
+    "floor-luv-timer": ["lua5.4", "-e", "require('luv')"],
+    "luv": ["lua5.4", "-e", "require('luv')"],
+    "cqueues": ["lua5.4", "-e", "require('cqueues'); require('cqueues.condition'); require('luv')"],
+    "asyncio": [PY, "-c", "import asyncio; asyncio.TaskGroup"],
+    "trio": [PY, "-c", "import trio"],
+    "node": ["node", "-e", "require('timers/promises')"],
+}
+
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=60).stdout.strip()
+    except Exception as e:  # noqa: BLE001
+        return f"? ({e})"
+
+
+def machine_info():
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = sh("awk '/MemTotal/ {printf \"%.1f GiB\", $2/1048576}' /proc/meminfo")
+    info = [
+        ("date", time.strftime("%Y-%m-%d %H:%M:%S %Z")),
+        ("nproc", sh("nproc")),
+        ("CPU", cpu),
+        ("memory", mem),
+        ("kernel", platform.release()),
+        ("page-fault cost", page_fault_cost()),
+        ("tether", "git " + (sh("git -C %s describe --always --dirty 2>/dev/null" % ROOT) or "(no commit)")),
+        ("Lua", sh("lua5.4 -v 2>&1")),
+        ("libuv (system)", sh("pkg-config --modversion libuv 2>/dev/null")),
+        ("luv", sh("lua5.4 -e \"print(require('luv').version_string())\" 2>&1") + " (libuv inside luv)"),
+        ("cqueues", sh("lua5.4 -e \"print(require('cqueues').VERSION)\" 2>&1")),
+        ("python", sh(f"{PY} -c 'import sys; print(sys.version.split()[0])'") + f" ({PY})"),
+        ("trio", sh(f"{PY} -c 'import trio; print(trio.__version__)'")),
+        ("node", sh("node --version")),
+    ]
+    return info
+
+
+def load_avg():
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
+
+
+def page_fault_cost():
+    """Cost of first-touching fresh anonymous memory (µs per 4 KiB page):
+    on some VMs it dominates every benchmark that allocates."""
+    import mmap
+    n = 64 << 20
+    m = mmap.mmap(-1, n)
+    t0 = time.perf_counter()
+    for i in range(0, n, 4096):
+        m[i] = 1
+    dt = time.perf_counter() - t0
+    m.close()
+    return f"{dt / (n // 4096) * 1e6:.1f} µs per 4 KiB page first touched"
+
+
+def make_delays(n):
+    """The W2 delay list, shared by every system: integer ms in 1..50 from a
+    fixed-seed LCG (glibc's constants, modulus 2^31)."""
+    path = os.path.join(OUT, f"delays-{n}.txt")
+    x = 12345
+    ds = []
+    for _ in range(n):
+        x = (1103515245 * x + 12345) % 2**31
+        ds.append(1 + (x >> 16) % 50)
+    ds[0] = 50                  # the maximum is always in the list (wall − 50 ms)
+    with open(path, "w") as f:
+        f.write("".join(f"{d}\n" for d in ds))
+    return path
+
+
+def run_one(system, work, n, delays):
+    cmd = SYSTEMS[system](work) + [str(n)]
+    if work == "w2":
+        cmd.append(delays[n])
+    t0 = time.time()
+    try:
+        p = subprocess.run(cmd, cwd=ROOT, env=ENV, stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=TIMEOUT)
+        out, err, rc = p.stdout, p.stderr, p.returncode
+    except subprocess.TimeoutExpired as e:
+        out, err, rc = e.stdout or "", f"timeout after {TIMEOUT}s", -1
+        if isinstance(out, bytes):
+            out = out.decode(errors="replace")
+    dt = time.time() - t0
+    m = re.search(rf"^RESULT {work} {re.escape(system)} n=(\d+) value=(\S+) unit=(\S+)$", out, re.M)
+    with open(os.path.join(OUT, "raw.txt"), "a") as f:
+        f.write(f"# {' '.join(cmd)} rc={rc} {dt:.1f}s\n{out}")
+        if err.strip():
+            f.write("".join(f"# stderr: {l}\n" for l in err.strip().splitlines()[-20:]))
+    if rc != 0 or not m or int(m.group(1)) != n:
+        msg = (err.strip().splitlines() or [f"exit {rc}, no RESULT line"])[-1]
+        print(f"  FAIL {work} {system} n={n}: {msg}", flush=True)
+        return None, msg
+    v = float(m.group(2))
+    print(f"  {work} {system:20s} n={n:<8d} {v:.6g} {m.group(3)}  ({dt:.1f}s)", flush=True)
+    return v, None
+
+
+class Cell:
+    def __init__(self):
+        self.values = []
+        self.failure = None
+
+    @property
+    def ok(self):
+        return self.values and self.failure is None
+
+    @property
+    def median(self):
+        return statistics.median(self.values)
+
+
+def run_matrix(jobs, runs, delays, label):
+    """jobs: list of (work, system, n). Interleaved: run 1 of every job, then run 2, ..."""
+    cells = {j: Cell() for j in jobs}
+    for r in range(runs):
+        print(f"[{label}] run {r + 1}/{runs}", flush=True)
+        for j in jobs:
+            c = cells[j]
+            if c.failure:
+                continue
+            v, failure = run_one(j[1], j[0], j[2], delays)
+            if failure:
+                c.failure = failure
+            else:
+                c.values.append(v)
+    return cells
+
+
+def fmt(work, v):
+    w = WORKLOADS[work]
+    return w["fmt"].format(v * w["scale"])
+
+
+def snapshot():
+    """Copy lua/ and build/tether/core.so to bench/out/snapshot; return a short
+    hash of core.so (or None when tether is not built)."""
+    import hashlib
+    import shutil
+    shutil.rmtree(SNAP, ignore_errors=True)
+    core = os.path.join(ROOT, "build", "tether", "core.so")
+    if not os.path.exists(core):
+        return None
+    shutil.copytree(os.path.join(ROOT, "lua"), os.path.join(SNAP, "lua"))
+    os.makedirs(os.path.join(SNAP, "build", "tether"))
+    shutil.copy2(core, os.path.join(SNAP, "build", "tether", "core.so"))
+    with open(core, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:12]
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    core_hash = snapshot()
+    open(os.path.join(OUT, "raw.txt"), "w").close()
+    started = time.time()
+    load_start = load_avg()
+    info = machine_info()
+    info.insert(7, ("tether core.so", f"sha256 {core_hash}" if core_hash else "not built"))
+    print("machine:")
+    for k, v in info:
+        print(f"  {k}: {v}")
+
+    available = {}
+    for s, probe in PROBES.items():
+        if ONLY_SYS and s not in ONLY_SYS:
+            continue
+        p = subprocess.run(probe, cwd=ROOT, env=ENV, capture_output=True, text=True)
+        available[s] = p.returncode == 0
+        if not available[s]:
+            print(f"  UNAVAILABLE {s}: {(p.stderr.strip().splitlines() or ['?'])[-1]}")
+
+    works = [w for w in WORKLOADS if not ONLY or w in ONLY]
+    ns = {N_MAIN} | (set(SCALE_NS) if DO_SCALE else set())
+    delays = {n: make_delays(n) for n in ns} if "w2" in works else {}
+
+    jobs = [(w, s, N_MAIN) for w in works for s in SYSTEMS
+            if s in available and available[s] and SYSTEMS[s](w) is not None]
+    cells = run_matrix(jobs, RUNS, delays, f"N={N_MAIN}")
+
+    scale_cells = {}
+    scale_works = [w for w in ("w1", "w3") if w in works] if DO_SCALE else []
+    if scale_works:
+        sjobs = [(w, s, n) for n in SCALE_NS if n != N_MAIN for w in scale_works for s in SCALE_SYSTEMS
+                 if available.get(s) and SYSTEMS[s](w) is not None]
+        scale_cells = run_matrix(sjobs, SCALE_RUNS, delays, "scaling")
+        for (w, s, n), c in cells.items():
+            if w in scale_works and s in SCALE_SYSTEMS:
+                scale_cells[(w, s, n)] = c
+
+    info.append(("load average", f"{load_start} at the start, {load_avg()} at the end (other work on the "
+                 "machine during a run inflates and spreads the figures)"))
+    md, failures = report(info, available, works, cells, scale_cells, scale_works, time.time() - started)
+    print()
+    print(md)
+    with open(RESULTS, "w") as f:
+        f.write(md)
+    print(f"(written to {os.path.relpath(RESULTS, ROOT)}; raw output in bench/out/raw.txt)")
+    if failures:
+        print(f"{failures} benchmark(s) FAILED their work check or did not run", file=sys.stderr)
+        return 1
+    if not available.get("tether"):
+        print("tether is not available (build it with `make`): no tether figures", file=sys.stderr)
+        return 2
+    return 0
+
+
+def report(info, available, works, cells, scale_cells, scale_works, elapsed):
+    L = []
+    mode = "QUICK (N/10, one run)" if QUICK else f"full ({RUNS} runs per cell)"
+    L.append(f"# tether benchmarks — {mode}\n")
+    L.append("Machine:\n")
+    for k, v in info:
+        L.append(f"- {k}: {v}")
+    L.append(f"\nTotal time: {elapsed / 60:.1f} min. Figures are medians over the runs, "
+             "with min–max; ratio = tether median / that system's median "
+             "(below 1: tether is faster or smaller).\n")
+    failures = 0
+    targets = []
+
+    def cell(w, s, n=N_MAIN, src=cells):
+        return src.get((w, s, n))
+
+    for w in works:
+        meta = WORKLOADS[w]
+        L.append(f"## {meta['title']} — N = {N_MAIN}, {meta['unit']}\n")
+        L.append("| system | median | min–max | runs | tether / this |")
+        L.append("|---|---:|---:|---:|---:|")
+        tc = cell(w, "tether")
+        for s in SYSTEMS:
+            if SYSTEMS[s](w) is None:
+                continue
+            c = cell(w, s)
+            if c is None:
+                reason = "not available" if s in available else "not run"
+                L.append(f"| {DESCR[s]} | — | {reason} | 0 | — |")
+                continue
+            if c.failure:
+                failures += 1
+                L.append(f"| {DESCR[s]} | **FAIL** | {c.failure[:80]} | {len(c.values)} | — |")
+                continue
+            ratio = "—"
+            if tc is not None and tc.ok:
+                ratio = "1.00" if s == "tether" else f"{tc.median / c.median:.2f}"
+            L.append(f"| {DESCR[s]} | {fmt(w, c.median)} | {fmt(w, min(c.values))}–{fmt(w, max(c.values))} "
+                     f"| {len(c.values)} | {ratio} |")
+        L.append("")
+        targets.append(check_target(w, cells))
+
+    if scale_works:
+        L.append("## Scaling — per-task cost at each N (median; W3 = ns per cancelled task)\n")
+        ns = SCALE_NS
+        L.append("| workload | system | " + " | ".join(f"N={n}" for n in ns) + " | max/min |")
+        L.append("|---|---|" + "---:|" * len(ns) + "---:|")
+        for w in scale_works:
+            for s in SCALE_SYSTEMS:
+                if SYSTEMS[s](w) is None or not available.get(s):
+                    continue
+                vals, row = [], []
+                for n in ns:
+                    c = scale_cells.get((w, s, n))
+                    if c is None:
+                        row.append("—")
+                    elif c.failure:
+                        failures += 1 if n != N_MAIN else 0     # main-N failures already counted
+                        row.append("FAIL")
+                    else:
+                        per = c.median if w == "w1" else c.median / n * 1e9
+                        vals.append(per)
+                        row.append(f"{per:.0f} ns")
+                spread = f"{max(vals) / min(vals):.2f}" if len(vals) == len(ns) else "—"
+                L.append(f"| {w} | {DESCR[s]} | " + " | ".join(row) + f" | {spread} |")
+                if s == "tether":
+                    targets.append((f"scaling {w}: tether per-task cost flat over N={ns[0]}..{ns[-1]} "
+                                    "(max/min ≤ 1.5)",
+                                    None if spread == "—" else float(spread) <= 1.5,
+                                    f"max/min = {spread}"))
+        L.append("")
+
+    L.append("## Targets\n")
+    L.append("| target | held? | figures |")
+    L.append("|---|---|---|")
+    for name, held, detail in targets:
+        mark = "n/a" if held is None else ("**held**" if held else "**MISSED**")
+        L.append(f"| {name} | {mark} | {detail} |")
+    L.append("")
+    return "\n".join(L) + "\n", failures
+
+
+def check_target(w, cells):
+    def med(s):
+        c = cells.get((w, s, N_MAIN))
+        return c.median if c is not None and c.ok else None
+
+    t = med("tether")
+    anchors = {s: med(s) for s in ANCHORS if med(s) is not None}
+    if w == "w1":
+        f = med("floor-coroutine")
+        name = "W1: tether ≤ 2× the raw-coroutine floor (N alive)"
+        if t is None or f is None:
+            return name, None, "missing figures"
+        extra = ""
+        f1 = med("floor-coroutine-1by1")
+        if f1 is not None:
+            extra = f" (against the one-at-a-time floor {f1 / 1000:.2f} µs: ratio {t / f1:.2f})"
+        return name, t <= 2 * f, f"tether {t / 1000:.2f} µs, floor {f / 1000:.2f} µs, ratio {t / f:.2f}{extra}"
+    if w in ("w2", "w3"):
+        name = ("W2: tether overhead ≤ 0.5× the best anchor" if w == "w2"
+                else "W3: tether ≤ 0.5× the best anchor that really unwinds (all anchors here count their unwinding)")
+        if t is None or not anchors:
+            return name, None, "missing figures"
+        best = min(anchors, key=anchors.get)
+        b = anchors[best]
+        return name, t <= 0.5 * b, f"tether {t:.3f} s, best anchor {best} {b:.3f} s, ratio {t / b:.2f}"
+    if w == "w5":
+        name = "W5: tether ≤ the hand-written luv figure"
+        l = med("luv")
+        if t is None or l is None:
+            return name, None, "missing figures"
+        return name, t <= l, f"tether {t:.0f} B, luv {l:.0f} B, ratio {t / l:.2f}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
