@@ -5,8 +5,15 @@
 
 /* ---- static helpers --------------------------------------------------- */
 
+/*
+** The Lua state closes: free the timer heap, and close the default loop if
+** tether used it and nothing is left on it (NOTE: libuv keeps memory in a
+** loop until uv_loop_close; a loop a host handed in is the host's to close,
+** and a loop still busy with someone else's handles is left alone).
+*/
 static int l_sched_gc(lua_State *L) {
   tt_sched *S = lua_touserdata(L, 1);
+  if (S->loop == uv_default_loop() && !S->running) uv_loop_close(S->loop);
   if (S->heap) {
     void *ud;
     lua_Alloc f = lua_getallocf(L, &ud);
