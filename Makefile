@@ -1,0 +1,133 @@
+# tether: build the C core (csrc/*.c -> build/tether/core.so) and run the suite.
+#
+#   make              build build/tether/core.so
+#   make test         install missing Debian packages (as root), build, run spec/ with busted
+#   make check        the suite against an ASan+UBSan build (build-asan/), LeakSanitizer on
+#   make valgrind     the suite under valgrind against the normal build
+#   make demo | bench | stress [SEED=n DURATION=s] | clean | install [PREFIX=/usr/local]
+#
+# The suite runners (.ci/suite) end with the line "N passed, N failed".
+
+SRC      := $(wildcard csrc/*.c)
+OBJ      := $(SRC:csrc/%.c=build/obj/%.o)
+ASAN_OBJ := $(SRC:csrc/%.c=build-asan/obj/%.o)
+ROCKSPEC := rockspec/tether-scm-1.rockspec
+
+# Lua's symbols come from the interpreter that loads the module: link libuv only.
+# _POSIX_C_SOURCE: uv.h needs POSIX types (pthread_rwlock_t) that -std=c99 hides.
+CFLAGS   ?= -O2 -g
+PKG_CFLAGS := $(shell pkg-config --cflags lua5.4 libuv 2>/dev/null || echo -I/usr/include/lua5.4)
+ALL_CFLAGS  = -std=c99 $(CFLAGS) -fPIC -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L \
+              $(PKG_CFLAGS) -MMD -MP
+LDLIBS   := -luv
+SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+# Debian packages the targets need; .ci/deps.sh installs the missing ones as root.
+TEST_DEBS := lua5.4 liblua5.4-dev libuv1-dev lua-busted pkg-config
+
+# Runs a script against this checkout (the suite sets its own paths in spec/helper.lua).
+LUA_ENV = LUA_PATH='$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;' LUA_CPATH='$(CURDIR)/build/?.so;;'
+
+# Sanitizer settings for `make check`. ASan/LSan reports go to files under
+# build-asan/reports (child processes' too), which .ci/suite prints and counts as
+# failures; UBSan reports go to stderr and stop the process (exit status 1), which
+# .ci/suite counts too. .ci/lsan.supp lists leaks outside tether, never tether's.
+# NOTE: Lua 5.4 dlcloses C modules when a state closes, before LSan and valgrind
+# look for leaks at exit, so a leak in tether.core would come from "<unknown module>".
+# Every lua5.4 process (test children too) runs LUA_INIT_5_4 first: it keeps them mapped.
+KEEP_CLIBS = LUA_INIT_5_4='local m = getmetatable(debug.getregistry()._CLIBS); if m then m.__gc = nil end'
+ASAN_REPORTS := $(CURDIR)/build-asan/reports
+ASAN_ENV = $(KEEP_CLIBS) ASAN_OPTIONS=detect_leaks=1:log_path=$(ASAN_REPORTS)/asan \
+           LSAN_OPTIONS=suppressions=$(CURDIR)/.ci/lsan.supp:print_suppressions=0 \
+           UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+.PHONY: all test check valgrind demo bench stress clean install deps rockspec-check
+
+all: build/tether/core.so
+
+# ---- the normal build ----------------------------------------------------
+
+build/tether/core.so: $(OBJ) | build/tether
+	$(if $(SRC),,$(error no csrc/*.c to build))
+	$(CC) -shared $(LDFLAGS) -o $@ $(OBJ) $(LDLIBS)
+
+build/obj/%.o: csrc/%.c Makefile | build/obj
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# ---- the sanitizer build (never mixed with build/) ---------------------
+
+build-asan/tether/core.so: $(ASAN_OBJ) | build-asan/tether
+	$(if $(SRC),,$(error no csrc/*.c to build))
+	$(CC) -shared $(SANITIZE) $(LDFLAGS) -o $@ $(ASAN_OBJ) $(LDLIBS)
+
+build-asan/obj/%.o: csrc/%.c Makefile | build-asan/obj
+	$(CC) $(ALL_CFLAGS) $(SANITIZE) -c $< -o $@
+
+build/obj build/tether build-asan/obj build-asan/tether:
+	mkdir -p $@
+
+-include $(OBJ:.o=.d) $(ASAN_OBJ:.o=.d)
+
+# build/alloc-harness for spec/alloc_spec.lua (defines ALLOC_HARNESS; the spec
+# also builds it by itself when this rule is missing).
+-include spec/alloc/Makefile.frag
+
+# ---- tests ---------------------------------------------------------------
+# Each runs its steps in order (deps, then a sub-make that builds, then the
+# suite), so `make -j test` is safe too.
+
+deps:
+	@.ci/deps.sh $(TEST_DEBS)
+
+test: rockspec-check
+	@.ci/deps.sh $(TEST_DEBS)
+	@$(MAKE) --no-print-directory all $(ALLOC_HARNESS)
+	@.ci/suite --build build
+
+check: rockspec-check
+	@.ci/deps.sh $(TEST_DEBS)
+	@$(MAKE) --no-print-directory build-asan/tether/core.so $(ALLOC_HARNESS)
+	@rm -rf $(ASAN_REPORTS) && mkdir -p $(ASAN_REPORTS)
+	@asan=$$($(CC) -print-file-name=libasan.so); \
+	  [ -f "$$asan" ] || { echo "check: $(CC) has no libasan.so"; echo "0 passed, 1 failed"; exit 1; }; \
+	  $(ASAN_ENV) .ci/suite --build build-asan --reports $(ASAN_REPORTS) env LD_PRELOAD="$$asan"
+
+valgrind: rockspec-check
+	@.ci/deps.sh $(TEST_DEBS) valgrind
+	@$(MAKE) --no-print-directory all $(ALLOC_HARNESS)
+	@$(KEEP_CLIBS) .ci/suite --build build valgrind -q --error-exitcode=1 --leak-check=full
+
+# The rockspec cannot glob: its list of csrc/*.c must match the directory.
+ROCK_SRC := $(sort $(subst ",,$(shell grep -o '"csrc/[^"]*\.c"' $(ROCKSPEC) 2>/dev/null)))
+rockspec-check:
+	@if [ "$(ROCK_SRC)" != "$(sort $(SRC))" ]; then \
+	  echo "rockspec-check: $(ROCKSPEC) and csrc/*.c list different sources:"; \
+	  echo "  only in csrc/:       $(filter-out $(ROCK_SRC),$(SRC))"; \
+	  echo "  only in the rockspec: $(filter-out $(SRC),$(ROCK_SRC))"; \
+	  echo "0 passed, 1 failed"; exit 1; \
+	fi
+
+# ---- programs written elsewhere in the project ---------------------------
+
+demo: all
+	$(LUA_ENV) lua5.4 examples/jobrunner.lua
+
+bench: all
+	bash bench/run.sh
+
+stress: all
+	$(LUA_ENV) $(if $(SEED),SEED='$(SEED)') $(if $(DURATION),DURATION='$(DURATION)') \
+	  lua5.4 spec/stress/soak.lua
+
+# ---- housekeeping --------------------------------------------------------
+
+PREFIX ?= /usr/local
+LUA_LMOD = $(DESTDIR)$(PREFIX)/share/lua/5.4
+LUA_CMOD = $(DESTDIR)$(PREFIX)/lib/lua/5.4
+
+install: all
+	install -D -m 644 lua/tether.lua $(LUA_LMOD)/tether.lua
+	install -D -m 755 build/tether/core.so $(LUA_CMOD)/tether/core.so
+
+clean:
+	rm -rf build build-asan

@@ -1,0 +1,49 @@
+-- tether: structured concurrency for Lua 5.4 (C core on libuv).
+-- Build from a checkout: luarocks --lua-version=5.4 make rockspec/tether-scm-1.rockspec
+rockspec_format = "3.0"
+package = "tether"
+version = "scm-1"
+
+source = {
+  -- NOTE: a placeholder: the project has no public remote yet. `luarocks make`
+  -- builds the checkout it is run in and never fetches this.
+  url = "git+https://example.invalid/tether.git",
+}
+
+description = {
+  summary = "Structured concurrency for Lua 5.4: task groups, cancel scopes, timeouts, on libuv",
+}
+
+dependencies = {
+  "lua >= 5.4, < 5.5",
+}
+
+external_dependencies = {
+  LIBUV = { header = "uv.h", library = "uv" },
+}
+
+build = {
+  type = "builtin",
+  modules = {
+    tether = "lua/tether.lua",
+    ["tether.core"] = {
+      -- Keep in sync with csrc/*.c: `make rockspec-check` (run by make test) compares.
+      sources = {
+        "csrc/core.c",
+        "csrc/dump.c",
+        "csrc/errgroup.c",
+        "csrc/errors.c",
+        "csrc/gather.c",
+        "csrc/group.c",
+        "csrc/sched.c",
+        "csrc/scope.c",
+        "csrc/task.c",
+        "csrc/timer.c",
+      },
+      defines = { "_POSIX_C_SOURCE=200809L" },
+      libraries = { "uv" },
+      incdirs = { "$(LIBUV_INCDIR)" },
+      libdirs = { "$(LIBUV_LIBDIR)" },
+    },
+  },
+}
