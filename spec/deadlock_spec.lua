@@ -1,0 +1,48 @@
+-- Deadlock: a run whose tasks all wait for each other, with nothing that
+-- could wake them, is cancelled (cleanup runs) and reported, not hung.
+local tether = require("tether")
+
+describe("a deadlocked run", function()
+  it("cancels every task, runs their cleanup and raises a deadlock error", function()
+    local cleaned = {}
+    local ok, err = pcall(tether.run, function()
+      tether.with_group(function(g)
+        local a, b
+        a = g:spawn(function()
+          local _ <close> = setmetatable({}, { __close = function() cleaned.a = true end })
+          tether.checkpoint()
+          b:wait()
+        end)
+        b = g:spawn(function()
+          local _ <close> = setmetatable({}, { __close = function() cleaned.b = true end })
+          tether.checkpoint()
+          a:wait()
+        end)
+      end)
+    end)
+    assert.is_false(ok)
+    assert.is_true(tether.Error:is(err))
+    assert.matches("^tether.run: deadlock", err.message)
+    assert.same({ a = true, b = true }, cleaned)
+  end)
+
+  it("is not reported while a task sleeps forever (waiting for Ctrl-C or a cancel)", function()
+    local r = tether.run(function()
+      return tether.move_on_after(0.02, tether.sleep_forever)
+    end)
+    assert.is_false(r)
+  end)
+
+  it("leaves tether usable for the next run", function()
+    local ok, err = pcall(tether.run, function()
+      tether.with_group(function(g)
+        local a, b
+        a = g:spawn(function() tether.checkpoint(); b:wait() end)
+        b = g:spawn(function() tether.checkpoint(); a:wait() end)
+      end)
+    end)
+    assert.is_false(ok)
+    assert.matches("deadlock", tostring(err))
+    assert.are.equal(6, tether.run(function() return 6 end))
+  end)
+end)
