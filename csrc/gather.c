@@ -60,24 +60,37 @@ static int spawn_each(lua_State *L, lua_CFunction child) {
   return 0;
 }
 
+/* Push a table of the `n` values from stack index `first` on, with n set. */
+static void pack(lua_State *L, int first, int n, int nrec) {
+  int i;
+  lua_createtable(L, n, nrec);
+  for (i = 0; i < n; i++) {
+    lua_pushvalue(L, first + i);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_pushinteger(L, n);
+  lua_setfield(L, -2, "n");
+}
+
+/* A child of gather/first: args fn, shared table, index, group.  Calls fn
+** protected; `k` gets the outcome with fn's results from index 6. */
+static int run_child(lua_State *L, lua_KFunction k) {
+  lua_settop(L, 4);
+  lua_pushcfunction(L, tt_msgh);
+  lua_pushvalue(L, 1);
+  return k(L, lua_pcallk(L, 0, LUA_MULTRET, 5, 0, k), 0);
+}
+
 /* ---- gather ----------------------------------------------------------- */
 
 /* Child of gather: stack fn, results, i, group, msgh, fn-copy. */
 static int k_gather_child(lua_State *L, int status, lua_KContext ctx) {
   tt_sched *S = TT_UPSCHED(L);
-  int i, n;
   (void)ctx;
   if (status == LUA_OK || status == LUA_YIELD) {
-    n = lua_gettop(L) - 5;
-    lua_createtable(L, n, 2);
-    for (i = 1; i <= n; i++) {
-      lua_pushvalue(L, 5 + i);
-      lua_rawseti(L, -2, i);
-    }
+    pack(L, 6, lua_gettop(L) - 5, 2);
     lua_pushboolean(L, 1);
     lua_setfield(L, -2, "ok");
-    lua_pushinteger(L, n);
-    lua_setfield(L, -2, "n");
   } else {
     if (tk_is_cancelled(L, S, -1)) return lua_error(L);
     lua_createtable(L, 0, 2);
@@ -91,11 +104,7 @@ static int k_gather_child(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int gather_child(lua_State *L) {
-  lua_settop(L, 4);
-  lua_pushcfunction(L, tt_msgh);
-  lua_pushvalue(L, 1);
-  return k_gather_child(L, lua_pcallk(L, 0, LUA_MULTRET, 5, 0,
-                                      k_gather_child), 0);
+  return run_child(L, k_gather_child);
 }
 
 static int gather_body(lua_State *L) {
@@ -123,19 +132,12 @@ static int l_gather(lua_State *L) {
 /* Child of first: stack fn, state, i, group, msgh, fn-copy. */
 static int k_first_child(lua_State *L, int status, lua_KContext ctx) {
   tt_sched *S = TT_UPSCHED(L);
-  int i, n;
+  int n;
   (void)ctx;
   if (status == LUA_OK || status == LUA_YIELD) {
     if (lua_getfield(L, 2, "values") != LUA_TNIL) return 0;
     lua_pop(L, 1);
-    n = lua_gettop(L) - 5;
-    lua_createtable(L, n, 1);
-    for (i = 1; i <= n; i++) {
-      lua_pushvalue(L, 5 + i);
-      lua_rawseti(L, -2, i);
-    }
-    lua_pushinteger(L, n);
-    lua_setfield(L, -2, "n");
+    pack(L, 6, lua_gettop(L) - 5, 1);
     lua_setfield(L, 2, "values");
     lua_pushliteral(L, FIRST_REASON);
     tk_cancel_reason(L, S, &((tt_group *)lua_touserdata(L, 4))->scope, -1);
@@ -161,11 +163,7 @@ static int k_first_child(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int first_child(lua_State *L) {
-  lua_settop(L, 4);
-  lua_pushcfunction(L, tt_msgh);
-  lua_pushvalue(L, 1);
-  return k_first_child(L, lua_pcallk(L, 0, LUA_MULTRET, 5, 0,
-                                     k_first_child), 0);
+  return run_child(L, k_first_child);
 }
 
 static int first_body(lua_State *L) {

@@ -199,6 +199,7 @@ void ts_wake(tt_task *t, int cancel);
 int tk_block(lua_State *L, tt_task *t, int wait, lua_KFunction k);
 tt_task *tk_current(lua_State *L, tt_sched *S, const char *op);
 int tk_checkpoint_k(lua_State *L, int status, lua_KContext ctx);
+int tk_cancellable_k(lua_State *L, int status, lua_KContext ctx);
 void tt_sched_open(lua_State *L, tt_sched *S);
 
 /* timer.c */

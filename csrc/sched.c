@@ -219,7 +219,7 @@ int tk_checkpoint_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 /* Continuation of a wait that a cancellation may interrupt. */
-static int k_cancellable(lua_State *L, int status, lua_KContext ctx) {
+int tk_cancellable_k(lua_State *L, int status, lua_KContext ctx) {
   tt_task *t = TT_UPSCHED(L)->current;
   (void)status; (void)ctx;
   if (t->wake_cancel) {
@@ -240,7 +240,7 @@ static int tk_sleep_until(lua_State *L, tt_sched *S, tt_task *t,
   } else if (ts_timer_start(S, &t->timer, deadline) != 0) {
     return luaL_error(L, "not enough memory");
   }
-  return tk_block(L, t, TT_W_SLEEP, k_cancellable);
+  return tk_block(L, t, TT_W_SLEEP, tk_cancellable_k);
 }
 
 /* Seconds from now to an absolute deadline in ns, for a duration `d`. */

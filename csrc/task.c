@@ -387,16 +387,6 @@ static int l_task_error(lua_State *L) {
   return 1;
 }
 
-static int k_task_wait(lua_State *L, int status, lua_KContext ctx) {
-  tt_task *cur = TT_UPSCHED(L)->current;
-  (void)status; (void)ctx;
-  if (cur->wake_cancel) {
-    tt_scope *s = ts_cancelled(cur);
-    if (s) return tk_raise_cancelled(L, cur->S, s);
-  }
-  return 0;
-}
-
 /* t:wait()  -- blocks until t finishes; never raises t's error */
 static int l_task_wait(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
@@ -407,7 +397,7 @@ static int l_task_wait(lua_State *L) {
     return lua_yieldk(L, 0, 0, tk_checkpoint_k);
   TT_LIST_APPEND(t->waiters, cur, wlink);
   cur->wlist = &t->waiters;
-  return tk_block(L, cur, TT_W_TASK, k_task_wait);
+  return tk_block(L, cur, TT_W_TASK, tk_cancellable_k);
 }
 
 /* t:cancel([reason])  -- cancels that one task; its group is not failed */
