@@ -1,12 +1,10 @@
 -- Bad arguments to groups and task handles: clear errors, and a scheduler that keeps working (contract section 5).
 local tether = require("tether")
+local SPEC_DIR = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$")) or "spec"
+package.path = SPEC_DIR .. "/?.lua;" .. package.path -- for require("support")
+local support = require("support")
 
--- Calls fn and returns its error as text; fails the case if it raised nothing.
-local function msg_of(fn)
-  local ok, err = pcall(fn)
-  assert(not ok, "expected an error, got success")
-  return tostring(err)
-end
+local msg_of = support.msg_of
 
 -- Asserts that msg names the function and the argument number, in Lua's usual form.
 local function assert_bad_arg(msg, fname, argno)

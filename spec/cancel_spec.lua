@@ -1,9 +1,12 @@
 -- Cancellation as users see it: level-triggered Cancelled, cancel scopes, shield, checkpoints (contract §2).
 local tether = require("tether")
+local SPEC_DIR = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$")) or "spec"
+package.path = SPEC_DIR .. "/?.lua;" .. package.path -- for require("support")
+local support = require("support")
 
 local function closer(f) return setmetatable({}, { __close = f }) end
 
-local function is_cancelled(e) return tether.Cancelled:is(e) end
+local is_cancelled = support.is_cancelled
 
 describe("cancellation", function()
   describe("is level-triggered", function()
@@ -394,33 +397,25 @@ describe("cancellation", function()
   end)
 
   describe("checkpoints", function()
-    it("tether.checkpoint() lets another ready task run", function()
-      local log = tether.run(function()
-        local log = {}
-        tether.with_group(function(g)
-          g:spawn(function() log[#log + 1] = "child" end)
-          log[#log + 1] = "body before"
-          tether.checkpoint()
-          log[#log + 1] = "body after"
+    for _, case in ipairs({
+      { "tether.checkpoint()", function() tether.checkpoint() end },
+      { "sleep(0)", function() tether.sleep(0) end },
+    }) do
+      local name, step = case[1], case[2]
+      it(name .. " lets another ready task run", function()
+        local log = tether.run(function()
+          local log = {}
+          tether.with_group(function(g)
+            g:spawn(function() log[#log + 1] = "child" end)
+            log[#log + 1] = "body before"
+            step()
+            log[#log + 1] = "body after"
+          end)
+          return log
         end)
-        return log
+        assert.same({ "body before", "child", "body after" }, log)
       end)
-      assert.same({ "body before", "child", "body after" }, log)
-    end)
-
-    it("sleep(0) lets another ready task run", function()
-      local log = tether.run(function()
-        local log = {}
-        tether.with_group(function(g)
-          g:spawn(function() log[#log + 1] = "child" end)
-          log[#log + 1] = "body before"
-          tether.sleep(0)
-          log[#log + 1] = "body after"
-        end)
-        return log
-      end)
-      assert.same({ "body before", "child", "body after" }, log)
-    end)
+    end
 
     it("interleaves two tasks that loop over checkpoints", function()
       local log = tether.run(function()

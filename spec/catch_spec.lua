@@ -1,48 +1,12 @@
 -- tether.catch / tether.except: except*-style handling of ErrorGroups and single errors (contract §3).
 local tether = require("tether")
+local SPEC_DIR = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$")) or "spec"
+package.path = SPEC_DIR .. "/?.lua;" .. package.path -- for require("support")
+local support = require("support")
 
-local function raised(f, ...)
-  local ok, e = pcall(f, ...)
-  assert(not ok, "expected an error")
-  return e
-end
-
--- outer "outer msg": [ A1 (MyErr), inner "inner msg": [ B1 (OtherErr), A2 (SubErr < MyErr) ], "plain string" ]
-local function sample()
-  local MyErr = tether.error_class("MyErr")
-  local SubErr = tether.error_class("SubErr", MyErr)
-  local OtherErr = tether.error_class("OtherErr")
-  local A1, A2, B1 = MyErr("a1"), SubErr("a2"), OtherErr("b1")
-  local inner = tether.ErrorGroup("inner msg", { B1, A2 })
-  local outer = tether.ErrorGroup("outer msg", { A1, inner, "plain string" })
-  return {
-    MyErr = MyErr, SubErr = SubErr, OtherErr = OtherErr,
-    A1 = A1, A2 = A2, B1 = B1, inner = inner, outer = outer,
-  }
-end
-
-local function shape(eg)
-  local t = { msg = eg.message, n = eg.errors.n }
-  for i = 1, eg.errors.n do
-    local e = eg.errors[i]
-    if tether.ErrorGroup:is(e) then t[i] = shape(e) else t[i] = e end
-  end
-  return t
-end
-
--- Runs fn in a scope, cancels it, and returns the Cancelled a checkpoint raises.
-local function real_cancelled()
-  local c
-  local scope = tether.cancel_scope({})
-  scope:run(function()
-    scope:cancel("test")
-    local _
-    _, c = pcall(tether.checkpoint)
-    error(c)
-  end)
-  assert(tether.Cancelled:is(c))
-  return c
-end
+-- sample(): outer "outer msg": [ A1 (MyErr), inner "inner msg": [ B1 (OtherErr), A2 (SubErr < MyErr) ], "plain string" ]
+local raised, sample, shape = support.raised, support.sample, support.shape
+local capture_cancelled = support.capture_cancelled
 
 describe("tether.catch", function()
   it("tries handlers in order, calls each at most once with the leaves no earlier handler took", function()
@@ -349,7 +313,7 @@ describe("tether.except", function()
   it("re-raises an unmatched non-group error unchanged, and a Cancelled untouched", function()
     local r = tether.run(function()
       local tbl = {}
-      local c = real_cancelled()
+      local c = capture_cancelled("test")
       local hs = { { tether.Error, function() end }, { ".*", function() end }, { function() return true end, function() end } }
       return {
         tbl = rawequal(tbl, raised(tether.except, tbl, { { tether.TimeoutError, function() end } })),

@@ -1,45 +1,13 @@
 -- ErrorGroup: construction, kept values, info, split/subgroup/leaves, matchers, the printed tree (contract §3).
 local tether = require("tether")
+local SPEC_DIR = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$")) or "spec"
+package.path = SPEC_DIR .. "/?.lua;" .. package.path -- for require("support")
+local support = require("support")
 
-local SPEC_DIR = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "spec")
-local ROOT = SPEC_DIR:match("^(.*)/spec$") or "."
--- The build the suite runs against (spec/helper.lua honours TETHER_BUILD too).
-local BUILD = os.getenv("TETHER_BUILD") or "build"
-
-local function raised(f, ...)
-  local ok, e = pcall(f, ...)
-  assert(not ok, "expected an error")
-  return e
-end
-
--- A nested group built by hand:
---   outer "outer msg": [ A1 (MyErr), inner "inner msg": [ B1 (OtherErr), A2 (SubErr < MyErr) ], "plain string" ]
-local function sample()
-  local MyErr = tether.error_class("MyErr")
-  local SubErr = tether.error_class("SubErr", MyErr)
-  local OtherErr = tether.error_class("OtherErr")
-  local A1, A2, B1 = MyErr("a1"), SubErr("a2"), OtherErr("b1")
-  local inner = tether.ErrorGroup("inner msg", { B1, A2 })
-  local outer = tether.ErrorGroup("outer msg", { A1, inner, "plain string" })
-  return {
-    MyErr = MyErr, SubErr = SubErr, OtherErr = OtherErr,
-    A1 = A1, A2 = A2, B1 = B1, inner = inner, outer = outer,
-  }
-end
-
--- Describes a group as a plain nested table: { message, child, child, ... } with leaves kept as they are.
-local function shape(eg)
-  local t = { msg = eg.message, n = eg.errors.n }
-  for i = 1, eg.errors.n do
-    local e = eg.errors[i]
-    if tether.ErrorGroup:is(e) then t[i] = shape(e) else t[i] = e end
-  end
-  return t
-end
+local raised, sample, shape = support.raised, support.sample, support.shape
 
 local function fixture_cmd(script)
-  return ("cd '%s' && LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='%s/?.so;;' timeout 30 lua5.4 %s 2>&1; echo \"EXIT:$?\"")
-    :format(ROOT, BUILD, script)
+  return support.in_checkout(("timeout 30 lua5.4 %s 2>&1; echo \"EXIT:$?\""):format(script))
 end
 
 describe("ErrorGroup", function()

@@ -1,11 +1,10 @@
 -- Error classes: error_class, inheritance, fields, tostring, the built-in classes and Cancelled (contract §3).
 local tether = require("tether")
+local SPEC_DIR = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$")) or "spec"
+package.path = SPEC_DIR .. "/?.lua;" .. package.path -- for require("support")
+local support = require("support")
 
-local function raised(f, ...)
-  local ok, e = pcall(f, ...)
-  assert(not ok, "expected an error")
-  return e
-end
+local raised, capture_cancelled = support.raised, support.capture_cancelled
 
 describe("error classes", function()
   it("error_class makes a class whose instances carry message, fields and a readable tostring", function()
@@ -142,18 +141,6 @@ describe("error classes", function()
   end)
 
   describe("Cancelled", function()
-    local function capture_cancelled(reason)
-      local e
-      local scope = tether.cancel_scope({})
-      scope:run(function()
-        scope:cancel(reason)
-        local _
-        _, e = pcall(tether.checkpoint)
-        error(e)
-      end)
-      return e
-    end
-
     it("is not a subclass of tether.Error, so matching Error never catches it", function()
       local r = tether.run(function()
         local e = capture_cancelled("stop")

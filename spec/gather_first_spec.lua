@@ -1,7 +1,10 @@
 -- tether.gather (best effort, results in input order) and tether.first (race, losers cancelled) (contract §4).
 local tether = require("tether")
+local SPEC_DIR = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$")) or "spec"
+package.path = SPEC_DIR .. "/?.lua;" .. package.path -- for require("support")
+local support = require("support")
 
-local function is_cancelled(e) return tether.Cancelled:is(e) end
+local is_cancelled = support.is_cancelled
 
 describe("tether.gather", function()
   it("returns one result table per function, in input order, whatever order they finish in", function()

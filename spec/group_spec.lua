@@ -1,21 +1,10 @@
 -- Task groups: waiting, failure, nesting, g:cancel, spawning rules, dump (contract sections 1 and 5).
 local tether = require("tether")
+local SPEC_DIR = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$")) or "spec"
+package.path = SPEC_DIR .. "/?.lua;" .. package.path -- for require("support")
+local support = require("support")
 
--- Runs fn and returns the error it raised; fails the case if it raised nothing.
-local function error_of(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert(not ok, "expected an error, got success")
-  return err
-end
-
--- Checkpoints until pred() holds (gives up loudly rather than hanging on a broken core).
-local function wait_until(pred)
-  for _ = 1, 1e6 do
-    if pred() then return end
-    tether.checkpoint()
-  end
-  error("wait_until: the condition never became true", 2)
-end
+local error_of, wait_until, is_cancelled = support.error_of, support.wait_until, support.is_cancelled
 
 -- Returns the leaves of an ErrorGroup tree as an array with a count n.
 local function leaves(eg, out)
@@ -39,8 +28,6 @@ local function block_and_record(log, key)
   log[key] = err
   error(err, 0)
 end
-
-local function is_cancelled(e) return tether.Cancelled:is(e) end
 
 describe("tether.with_group", function()
   it("runs the body in the calling task", function()

@@ -1,12 +1,10 @@
 -- Loading tether and running programs with tether.run (contract section 0).
 local tether = require("tether")
+local SPEC_DIR = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$")) or "spec"
+package.path = SPEC_DIR .. "/?.lua;" .. package.path -- for require("support")
+local support = require("support")
 
--- Runs fn and returns the error it raised; fails the case if it raised nothing.
-local function error_of(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert(not ok, "expected an error, got success")
-  return err
-end
+local error_of = support.error_of
 
 describe("require('tether')", function()
   it("gives the public API", function()

@@ -1,10 +1,8 @@
 -- Ctrl-C: SIGINT to a real lua5.4 process cancels every blocked task, runs all cleanup, and interrupts tether.run (§5).
 local tether = require("tether")
-
-local SPEC_DIR = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "spec")
-local ROOT = SPEC_DIR:match("^(.*)/spec$") or "."
--- The build the suite runs against (spec/helper.lua honours TETHER_BUILD too).
-local BUILD = os.getenv("TETHER_BUILD") or "build"
+local SPEC_DIR = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$")) or "spec"
+package.path = SPEC_DIR .. "/?.lua;" .. package.path -- for require("support")
+local support = require("support")
 
 local function wall()
   local p = assert(io.popen("date +%s.%N"))
@@ -24,8 +22,7 @@ end
 -- Starts the fixture in the given mode; returns a child object with its stdout pipe.
 local function start(mode)
   local errfile = os.tmpname()
-  local cmd = ("cd '%s' && LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='%s/?.so;;' "
-    .. "exec timeout 20 lua5.4 spec/fixtures/sigint.lua %s 2>'%s'"):format(ROOT, BUILD, mode, errfile)
+  local cmd = support.in_checkout(("exec timeout 20 lua5.4 spec/fixtures/sigint.lua %s 2>'%s'"):format(mode, errfile))
   return { pipe = assert(io.popen(cmd, "r")), errfile = errfile, lines = {} }
 end
 

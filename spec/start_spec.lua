@@ -1,14 +1,10 @@
 -- g:start: spawning a task and waiting until it reports that it has started (contract section 1).
 local tether = require("tether")
+local SPEC_DIR = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$")) or "spec"
+package.path = SPEC_DIR .. "/?.lua;" .. package.path -- for require("support")
+local support = require("support")
 
--- Runs fn and returns the error it raised; fails the case if it raised nothing.
-local function error_of(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert(not ok, "expected an error, got success")
-  return err
-end
-
-local function is_cancelled(e) return tether.Cancelled:is(e) end
+local error_of, is_cancelled = support.error_of, support.is_cancelled
 
 describe("g:start", function()
   it("returns the value the task passes to started", function()

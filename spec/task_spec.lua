@@ -1,23 +1,10 @@
 -- Task handles: state, results, errors, wait, cancel, names (contract section 1).
 local tether = require("tether")
+local SPEC_DIR = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$")) or "spec"
+package.path = SPEC_DIR .. "/?.lua;" .. package.path -- for require("support")
+local support = require("support")
 
--- Runs fn and returns the error it raised; fails the case if it raised nothing.
-local function error_of(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert(not ok, "expected an error, got success")
-  return err
-end
-
--- Checkpoints until pred() holds (gives up loudly rather than hanging on a broken core).
-local function wait_until(pred)
-  for _ = 1, 1e6 do
-    if pred() then return end
-    tether.checkpoint()
-  end
-  error("wait_until: the condition never became true", 2)
-end
-
-local function is_cancelled(e) return tether.Cancelled:is(e) end
+local error_of, wait_until, is_cancelled = support.error_of, support.wait_until, support.is_cancelled
 
 -- Runs body(g) in a supervisor group inside tether.run and returns the ErrorGroup
 -- it raised (nil if none), so failing tasks do not disturb their siblings.
