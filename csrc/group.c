@@ -204,6 +204,7 @@ static int k_group_join(lua_State *L, int status, lua_KContext ctx) {
     return tk_block(L, t, TT_W_JOIN, k_group_join);
   }
   ts_scope_exit(S, t, &g->scope);
+  ts_scope_release(L, &g->scope);
   g->state = TT_G_CLOSED;
   if (g->nerr > 0 || g->lost_error) {
     lua_settop(L, 2);

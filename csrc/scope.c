@@ -235,6 +235,7 @@ static int k_scope_run(lua_State *L, int status, lua_KContext mode) {
   l_scope *ls = lua_touserdata(L, 1);
   tt_sched *S = ls->S;
   ts_scope_exit(S, S->current, &ls->s);
+  ts_scope_release(L, &ls->s);        /* nothing reads them once it is left */
   if (status == LUA_OK || status == LUA_YIELD) {
     if (mode == RUN_SCOPE) {
       lua_pushboolean(L, 1);
