@@ -14,13 +14,7 @@
 static int l_sched_gc(lua_State *L) {
   tt_sched *S = lua_touserdata(L, 1);
   if (S->loop == uv_default_loop() && !S->running) uv_loop_close(S->loop);
-  if (S->heap) {
-    void *ud;
-    lua_Alloc f = lua_getallocf(L, &ud);
-    f(ud, S->heap, sizeof(tt_timer *) * (size_t)S->capheap, 0);
-    S->heap = NULL;
-    S->capheap = S->nheap = 0;
-  }
+  ts_timer_free(S);
   return 0;
 }
 

@@ -25,6 +25,7 @@ typedef struct tt_task tt_task;
 typedef struct tt_scope tt_scope;
 typedef struct tt_group tt_group;
 typedef struct tt_timer tt_timer;
+typedef struct tt_heapslot tt_heapslot;
 
 #define TT_NEVER UINT64_MAX /* a deadline that never comes */
 
@@ -160,7 +161,7 @@ struct tt_sched {
   tt_task *current;         /* the task being resumed, or NULL */
   tt_task *root;
   tt_task *rhead, *rtail;   /* ready queue */
-  tt_timer **heap;
+  tt_heapslot *heap;        /* timer heap (timer.c) */
   int nheap, capheap;
   uint64_t seq;
   uint64_t t0;              /* hrtime at load: tether.now() counts from it */
@@ -207,6 +208,7 @@ int ts_timer_start(tt_sched *S, tt_timer *tm, uint64_t deadline);
 void ts_timer_stop(tt_sched *S, tt_timer *tm);
 uint64_t ts_timer_next(tt_sched *S);
 tt_timer *ts_timer_pop_due(tt_sched *S, uint64_t now);
+void ts_timer_free(tt_sched *S);
 
 /* scope.c */
 void ts_scope_init(tt_scope *s, int kind);
