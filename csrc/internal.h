@@ -193,7 +193,6 @@ void *tk_checkself(lua_State *L, int mtref, const char *tname,
 void tk_push_safe_tostring(lua_State *L, int idx);
 
 /* sched.c */
-tt_sched *tk_sched(lua_State *L);
 uint64_t ts_now(void);
 void ts_ready(tt_sched *S, tt_task *t);
 void ts_wake(tt_task *t, int cancel);
@@ -222,7 +221,6 @@ uint64_t ts_deadline_after(double d);
 tt_scope *ts_cancelled(tt_task *t);
 tt_scope *ts_cancelled_from(tt_scope *s);
 int tk_raise_cancelled(lua_State *L, tt_sched *S, tt_scope *s);
-void tk_push_cancelled(lua_State *L, tt_sched *S, tt_scope *s);
 void ts_task_set_scope(tt_task *t, tt_scope *s);
 void tt_scope_open(lua_State *L, tt_sched *S);
 
@@ -231,7 +229,6 @@ tt_task *tk_task_new(lua_State *L, tt_sched *S, int fidx, int nargs);
 void tk_push_task(lua_State *L, tt_task *t);
 void tk_push_task_name(lua_State *L, tt_task *t);
 const char *ts_wait_name(int wait);
-int tt_task_main(lua_State *co);
 int tt_msgh(lua_State *L);
 void tk_reraise_mark(lua_State *L, tt_sched *S);
 void ts_task_finished(tt_sched *S, lua_State *L, tt_task *t);

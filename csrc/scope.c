@@ -174,7 +174,7 @@ tt_scope *ts_cancelled(tt_task *t) {
 }
 
 /* Push a new tether.Cancelled saying why `s` was cancelled. */
-void tk_push_cancelled(lua_State *L, tt_sched *S, tt_scope *s) {
+static void tk_push_cancelled(lua_State *L, tt_sched *S, tt_scope *s) {
   tk_new_error(L, S, TT_CLS_CANCELLED, NULL);
   switch (s->reason) {
     case TT_REASON_USER: tk_push_ref(L, s->reason_ref); break;

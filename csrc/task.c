@@ -7,6 +7,8 @@
 
 /* ---- static helpers --------------------------------------------------- */
 
+static int tt_task_main(lua_State *co);
+
 #define check_task(L, what) \
   ((tt_task *)tk_checkself(L, TT_UPSCHED(L)->task_mt, TASK_MT, what))
 
@@ -211,7 +213,7 @@ const char *ts_wait_name(int wait) {
 ** cancellation unwinds, and tt_msgh sees the stack where the error happened.
 ** Stack on entry: scheduler (light userdata), function, arguments.
 */
-int tt_task_main(lua_State *co) {
+static int tt_task_main(lua_State *co) {
   int n = lua_gettop(co);
   lua_pushcfunction(co, tt_msgh);
   lua_insert(co, 2);
