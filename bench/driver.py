@@ -278,10 +278,14 @@ def main():
     for s, probe in PROBES.items():
         if ONLY_SYS and s not in ONLY_SYS:
             continue
-        p = subprocess.run(probe, cwd=ROOT, env=ENV, capture_output=True, text=True)
-        available[s] = p.returncode == 0
+        try:
+            p = subprocess.run(probe, cwd=ROOT, env=ENV, capture_output=True, text=True)
+            available[s] = p.returncode == 0
+            why = (p.stderr.strip().splitlines() or ['?'])[-1]
+        except OSError as e:          # the program itself is missing (no node here)
+            available[s], why = False, str(e)
         if not available[s]:
-            print(f"  UNAVAILABLE {s}: {(p.stderr.strip().splitlines() or ['?'])[-1]}")
+            print(f"  UNAVAILABLE {s}: {why}")
 
     works = [w for w in WORKLOADS if not ONLY or w in ONLY]
     ns = {N_MAIN} | (set(SCALE_NS) if DO_SCALE else set())
