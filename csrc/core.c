@@ -60,6 +60,18 @@ void tk_push_ref(lua_State *L, int ref) {
   else lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
 }
 
+/* The length of the array at `idx`: its field n when that is an integer
+** (as table.pack sets it, counting nils), else its raw length. */
+int tk_len_n(lua_State *L, int idx) {
+  lua_Integer n;
+  int isint;
+  lua_getfield(L, idx, "n");
+  n = lua_tointegerx(L, -1, &isint);
+  if (!isint || lua_type(L, -1) != LUA_TNUMBER) n = (lua_Integer)lua_rawlen(L, idx);
+  lua_pop(L, 1);
+  return (int)n;
+}
+
 /* A number argument: strictly a number (no string coercion), not NaN. */
 lua_Number tk_checknum(lua_State *L, int arg) {
   lua_Number d;

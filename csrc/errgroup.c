@@ -20,14 +20,6 @@ static int is_group(lua_State *L, tt_sched *S, int idx) {
   return r;
 }
 
-static int len_of(lua_State *L, int idx) {
-  lua_Integer n;
-  if (lua_getfield(L, idx, "n") == LUA_TNUMBER) n = lua_tointeger(L, -1);
-  else n = (lua_Integer)lua_rawlen(L, idx);
-  lua_pop(L, 1);
-  return (int)n;
-}
-
 /*
 ** Check that the value at `idx` is a matcher: a class (not ErrorGroup), a
 ** Lua pattern, a predicate, or a non-empty array of matchers.  `what`
@@ -114,7 +106,7 @@ static void new_like(lua_State *L, int like, int errs, int infos) {
 }
 
 static void append(lua_State *L, int list, int val) {
-  int n = len_of(L, list) + 1;
+  int n = tk_len_n(L, list) + 1;
   lua_pushvalue(L, val);
   lua_rawseti(L, list, n);
   lua_pushinteger(L, n);
@@ -139,15 +131,15 @@ static void split(lua_State *L, tt_sched *S, int eg, int m) {
   }
   lua_newtable(L); lua_newtable(L);       /* base+2, +3: match errors, infos */
   lua_newtable(L); lua_newtable(L);       /* base+4, +5: rest errors, infos */
-  n = len_of(L, base);
+  n = tk_len_n(L, base);
   for (i = 1; i <= n; i++) {
     int e, info, mn, rn;
     lua_rawgeti(L, base, i);
     e = lua_gettop(L);
     lua_rawgeti(L, base + 1, i);
     info = lua_gettop(L);
-    mn = len_of(L, base + 2) + 1;
-    rn = len_of(L, base + 4) + 1;
+    mn = tk_len_n(L, base + 2) + 1;
+    rn = tk_len_n(L, base + 4) + 1;
     if (is_group(L, S, e)) {
       split(L, S, e, m);                  /* sub-match, sub-rest */
       if (!lua_isnil(L, -2)) {
@@ -172,9 +164,9 @@ static void split(lua_State *L, tt_sched *S, int eg, int m) {
     }
     lua_settop(L, base + 5);
   }
-  if (len_of(L, base + 2) > 0) new_like(L, eg, base + 2, base + 3);
+  if (tk_len_n(L, base + 2) > 0) new_like(L, eg, base + 2, base + 3);
   else lua_pushnil(L);
-  if (len_of(L, base + 4) > 0) new_like(L, eg, base + 4, base + 5);
+  if (tk_len_n(L, base + 4) > 0) new_like(L, eg, base + 4, base + 5);
   else lua_pushnil(L);
   lua_replace(L, base + 1);
   lua_replace(L, base);
@@ -184,7 +176,7 @@ static void split(lua_State *L, tt_sched *S, int eg, int m) {
 static void leaves(lua_State *L, tt_sched *S, int eg, int out) {
   int i, n;
   lua_getfield(L, eg, "errors");
-  n = len_of(L, -1);
+  n = tk_len_n(L, -1);
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, -1, i);
     if (is_group(L, S, -1)) leaves(L, S, lua_gettop(L), out);
@@ -221,7 +213,7 @@ static void render(lua_State *L, tt_sched *S, int eg, int parts, int depth) {
   indent[w] = '\0';
   luaL_checkstack(L, 10, "error groups nested too deeply");
   lua_getfield(L, eg, "errors");
-  n = lua_istable(L, -1) ? len_of(L, -1) : 0;
+  n = lua_istable(L, -1) ? tk_len_n(L, -1) : 0;
   if (lua_rawgetp(L, eg, &tt_info_key) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_newtable(L);
@@ -316,7 +308,7 @@ int tk_errorgroup_new(lua_State *L, int cls) {
   if (!lua_istable(L, 3))
     return luaL_error(L, "bad argument #2 to 'ErrorGroup' (errors: array "
                       "expected, got %s)", luaL_typename(L, 3));
-  n = len_of(L, 3);
+  n = tk_len_n(L, 3);
   if (n < 1)
     return luaL_error(L, "bad argument #2 to 'ErrorGroup' (errors: non-empty "
                       "array expected, got an empty one)");
@@ -379,7 +371,7 @@ static int l_eg_leaves(lua_State *L) {
   leaves(L, S, 1, out);
   /* NOTE: the count (a nil leaf leaves a hole) is read through a
      metatable, so that the array compares equal to a plain list. */
-  n = len_of(L, out);
+  n = tk_len_n(L, out);
   lua_pushnil(L);
   lua_setfield(L, out, "n");
   lua_createtable(L, 0, 1);
@@ -478,7 +470,7 @@ static int k_except(lua_State *L, int status, lua_KContext base) {
 }
 
 static int tk_except_finish(lua_State *L, tt_sched *S, int base) {
-  int nh = len_of(L, base + X_HERRS);
+  int nh = tk_len_n(L, base + X_HERRS);
   int naked = lua_toboolean(L, base + X_NAKED);
   int matched = lua_toboolean(L, base + X_MATCHED);
   int rest_nil = lua_isnil(L, base + X_REST);

@@ -9,9 +9,7 @@
 static int check_fns(lua_State *L, const char *fname, int nonempty) {
   int i, n;
   luaL_checktype(L, 1, LUA_TTABLE);
-  if (lua_getfield(L, 1, "n") == LUA_TNUMBER) n = (int)lua_tointeger(L, -1);
-  else n = (int)lua_rawlen(L, 1);
-  lua_pop(L, 1);
+  n = tk_len_n(L, 1);
   if (nonempty && n < 1)
     luaL_argerror(L, 1, "non-empty array of functions expected");
   for (i = 1; i <= n; i++) {
@@ -42,10 +40,7 @@ static int tk_run_group(lua_State *L, tt_sched *S, lua_CFunction body,
 ** upvalue 2, passing each function, upvalue 3 and its index. */
 static int spawn_each(lua_State *L, lua_CFunction child) {
   tt_group *g = lua_touserdata(L, 1);
-  int i, n = (int)lua_rawlen(L, lua_upvalueindex(2));
-  lua_getfield(L, lua_upvalueindex(2), "n");
-  if (lua_isinteger(L, -1)) n = (int)lua_tointeger(L, -1);
-  lua_pop(L, 1);
+  int i, n = tk_len_n(L, lua_upvalueindex(2));
   for (i = 1; i <= n; i++) {
     int top = lua_gettop(L);
     lua_pushlightuserdata(L, g->S);

@@ -187,6 +187,7 @@ extern const char tt_info_key;    /* an ErrorGroup's hidden info array */
 /* core.c: helpers for every file */
 int tk_is_callable(lua_State *L, int idx);
 void tk_push_ref(lua_State *L, int ref);
+int tk_len_n(lua_State *L, int idx);
 lua_Number tk_checknum(lua_State *L, int arg);
 void *tk_checkself(lua_State *L, int mtref, const char *tname,
                    const char *what);
