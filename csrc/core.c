@@ -1,4 +1,4 @@
-/* core.c - the tether.core module: the scheduler state and luaopen_tether_core */
+/* core.c - the tether.core module: the scheduler state, the C API and luaopen_tether_core */
 #include <string.h>
 
 #include "internal.h"
@@ -42,83 +42,6 @@ static tt_sched *tk_sched_get(lua_State *L) {
   S->loop = uv_default_loop();
   S->t0 = uv_hrtime();
   return S;
-}
-
-/* Is the value at `idx` callable (a function, or has __call)? */
-int tk_is_callable(lua_State *L, int idx) {
-  if (lua_isfunction(L, idx)) return 1;
-  if (luaL_getmetafield(L, idx, "__call") != LUA_TNIL) {
-    lua_pop(L, 1);
-    return 1;
-  }
-  return 0;
-}
-
-/* Push the value of registry ref `ref` (nil for no ref). */
-void tk_push_ref(lua_State *L, int ref) {
-  if (ref == LUA_NOREF || ref == LUA_REFNIL) lua_pushnil(L);
-  else lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-}
-
-/* The length of the array at `idx`: its field n when that is an integer
-** (as table.pack sets it, counting nils), else its raw length. */
-int tk_len_n(lua_State *L, int idx) {
-  lua_Integer n;
-  int isint;
-  lua_getfield(L, idx, "n");
-  n = lua_tointegerx(L, -1, &isint);
-  if (!isint || lua_type(L, -1) != LUA_TNUMBER) n = (lua_Integer)lua_rawlen(L, idx);
-  lua_pop(L, 1);
-  return (int)n;
-}
-
-/* A number argument: strictly a number (no string coercion), not NaN. */
-lua_Number tk_checknum(lua_State *L, int arg) {
-  lua_Number d;
-  if (lua_type(L, arg) != LUA_TNUMBER) luaL_typeerror(L, arg, "number");
-  d = lua_tonumber(L, arg);
-  luaL_argcheck(L, d == d, arg, "number expected, got nan");
-  return d;
-}
-
-static int safe_tostring_k(lua_State *L) {
-  luaL_tolstring(L, 1, NULL);
-  return 1;
-}
-
-/* Push tostring(value at idx), never raising: a failing __tostring gives
-** a placeholder that says so. */
-void tk_push_safe_tostring(lua_State *L, int idx) {
-  idx = lua_absindex(L, idx);
-  lua_pushcfunction(L, safe_tostring_k);
-  lua_pushvalue(L, idx);
-  switch (lua_pcall(L, 1, 1, 0)) {
-    case LUA_OK: if (lua_isstring(L, -1)) return; break;
-    case LUA_ERRMEM: lua_error(L); break;       /* never hide it */
-    default: break;
-  }
-  {
-    lua_pop(L, 1);
-    lua_pushfstring(L, "(%s error object: its __tostring failed)",
-                    luaL_typename(L, idx));
-  }
-}
-
-/* The userdata of metatable `tname` at argument 1 of method `what` (as
-** "t:result"), or a clear error naming the method. */
-void *tk_checkself(lua_State *L, int mtref, const char *tname,
-                   const char *what) {
-  void *p = lua_touserdata(L, 1);
-  if (p != NULL && lua_getmetatable(L, 1)) {
-    int same;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, mtref);
-    same = lua_rawequal(L, -1, -2);
-    lua_pop(L, 2);
-    if (same) return p;
-  }
-  luaL_error(L, "bad self for '%s' (%s expected, got %s); call it as a "
-             "method", what, tname, luaL_typename(L, 1));
-  return NULL;
 }
 
 /* ---- public C API ----------------------------------------------------- */

@@ -100,6 +100,24 @@ void tk_new_error(lua_State *L, tt_sched *S, int cls, const char *msg) {
   lua_setmetatable(L, -2);
 }
 
+/*
+** Push a new IOError (or subclass `cls`) for libuv error `err` (< 0) in
+** operation `op`: fields code (libuv's name, "ENOENT"), message (its text)
+** and op.  The caller adds the context (path, host, port, argv).
+*/
+void tk_new_ioerror(lua_State *L, tt_sched *S, int cls, int err,
+                    const char *op) {
+  tk_new_error(L, S, cls, err ? uv_strerror(err) : NULL);
+  if (err) {
+    lua_pushstring(L, uv_err_name(err));
+    lua_setfield(L, -2, "code");
+  }
+  if (op) {
+    lua_pushstring(L, op);
+    lua_setfield(L, -2, "op");
+  }
+}
+
 /* Make a class named `name` (on the stack at `nameidx`), parent at `pidx`
 ** (0: none), and push it. */
 static void tk_make_class(lua_State *L, int nameidx, int pidx) {
@@ -211,6 +229,74 @@ static int l_inst_tostring(lua_State *L) {
   return 1;
 }
 
+/* Push tostring of field `key` of the table at 1, with `pre` before it; 1 if
+** the field exists (the pieces are then on the stack), else 0. */
+static int add_field(lua_State *L, const char *key, const char *pre) {
+  if (lua_getfield(L, 1, key) == LUA_TNIL) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_pushstring(L, pre);
+  luaL_tolstring(L, -2, NULL);
+  lua_remove(L, -3);
+  return 2;
+}
+
+/* tostring(io_error) -> "IOError: ENOENT: no such file or directory (open 'x')" */
+static int l_ioerror_tostring(lua_State *L) {
+  int n = 0;
+  lua_settop(L, 1);
+  if (lua_getmetatable(L, 1)) {
+    lua_getfield(L, -1, "name");
+    lua_remove(L, -2);
+  }
+  if (!lua_isstring(L, -1)) {
+    lua_settop(L, 1);
+    lua_pushliteral(L, "IOError");
+  }
+  n = 1;
+  n += add_field(L, "code", ": ");
+  n += add_field(L, "message", ": ");
+  if (lua_getfield(L, 1, "op") == LUA_TSTRING) {
+    lua_pushliteral(L, " (");
+    lua_insert(L, -2);
+    n += 2;
+    if (add_field(L, "path", " '")) {
+      lua_pushliteral(L, "'");
+      n += 3;
+    }
+    if (add_field(L, "host", " ")) {
+      n += 2;
+      n += add_field(L, "port", ":");
+    }
+    if (lua_getfield(L, 1, "argv") == LUA_TTABLE) {
+      int argv = lua_gettop(L);
+      lua_Integer i, len = (lua_Integer)lua_rawlen(L, argv);
+      lua_pushliteral(L, " '");
+      for (i = 1; i <= len; i++) {
+        if (i > 1) lua_pushliteral(L, " ");
+        lua_rawgeti(L, argv, i);
+        luaL_tolstring(L, -1, NULL);
+        lua_remove(L, -2);
+        if (i > 1) lua_concat(L, 2);
+        lua_concat(L, 2);
+      }
+      lua_pushliteral(L, "'");
+      lua_concat(L, 2);
+      lua_remove(L, argv);
+      n++;
+    } else {
+      lua_pop(L, 1);
+    }
+    lua_pushliteral(L, ")");
+    n++;
+  } else {
+    lua_pop(L, 1);
+  }
+  lua_concat(L, n);
+  return 1;
+}
+
 static int l_class_tostring(lua_State *L) {
   lua_getfield(L, 1, "name");
   lua_pushfstring(L, "tether error class %s", lua_tostring(L, -1));
@@ -250,6 +336,17 @@ void tt_errors_open(lua_State *L, tt_sched *S) {
   builtin(L, S, TT_CLS_TIMEOUT, "TimeoutError", TT_CLS_ERROR);
   builtin(L, S, TT_CLS_IO, "IOError", TT_CLS_ERROR);
   builtin(L, S, TT_CLS_ERRORGROUP, "ErrorGroup", TT_CLS_ERROR);
+  builtin(L, S, TT_CLS_PROCESS, "ProcessError", TT_CLS_ERROR);
+  builtin(L, S, TT_CLS_END_OF_CHANNEL, "EndOfChannel", TT_CLS_ERROR);
+  builtin(L, S, TT_CLS_WOULD_BLOCK, "WouldBlock", TT_CLS_ERROR);
+  tk_push_class(L, S, TT_CLS_IO);          /* before its subclasses copy it */
+  lua_pushcfunction(L, l_ioerror_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+  builtin(L, S, TT_CLS_CLOSED, "ClosedResourceError", TT_CLS_IO);
+  builtin(L, S, TT_CLS_BROKEN, "BrokenResourceError", TT_CLS_IO);
+  builtin(L, S, TT_CLS_BUSY, "BusyResourceError", TT_CLS_IO);
+  builtin(L, S, TT_CLS_INCOMPLETE, "IncompleteReadError", TT_CLS_IO);
   tk_push_class(L, S, TT_CLS_ERRORGROUP);
   lua_pushlightuserdata(L, S);
   lua_pushcclosure(L, l_errorgroup_tostring, 1);

@@ -149,7 +149,10 @@ struct tt_group {
 /* Registry refs of the error classes, kept in the scheduler. */
 enum {
   TT_CLS_ERROR, TT_CLS_CANCELLED, TT_CLS_TIMEOUT, TT_CLS_IO,
-  TT_CLS_ERRORGROUP, TT_CLS_INTERRUPTED, TT_CLS_N
+  TT_CLS_ERRORGROUP, TT_CLS_INTERRUPTED,
+  TT_CLS_CLOSED, TT_CLS_BROKEN, TT_CLS_BUSY, TT_CLS_INCOMPLETE, /* IOError's */
+  TT_CLS_PROCESS, TT_CLS_END_OF_CHANNEL, TT_CLS_WOULD_BLOCK,    /* Error's */
+  TT_CLS_N
 };
 
 /* The scheduler: one per Lua state, a userdata anchored in the registry. */
@@ -184,7 +187,7 @@ extern const char tt_info_key;    /* an ErrorGroup's hidden info array */
 
 #define TT_UPSCHED(L) ((tt_sched *)lua_touserdata(L, lua_upvalueindex(1)))
 
-/* core.c: helpers for every file */
+/* base.c: helpers for every file */
 int tk_is_callable(lua_State *L, int idx);
 void tk_push_ref(lua_State *L, int ref);
 int tk_len_n(lua_State *L, int idx);
@@ -192,6 +195,18 @@ lua_Number tk_checknum(lua_State *L, int arg);
 void *tk_checkself(lua_State *L, int mtref, const char *tname,
                    const char *what);
 void tk_push_safe_tostring(lua_State *L, int idx);
+int tk_argerror(lua_State *L, int arg, const char *fname, const char *msg);
+int tk_check_opts(lua_State *L, int arg, const char *fname,
+                  const char *const keys[]);
+const char *tk_check_cstr(lua_State *L, int arg, const char *fname,
+                          const char *what, size_t *len);
+int tk_opt_field(lua_State *L, int idx, const char *key);
+int tk_opt_bool(lua_State *L, int idx, const char *key, int def,
+                const char *fname);
+lua_Number tk_opt_num(lua_State *L, int idx, const char *key, lua_Number def,
+                      const char *fname);
+const char *tk_opt_str(lua_State *L, int idx, const char *key,
+                       const char *fname);
 
 /* sched.c */
 uint64_t ts_now(void);
@@ -251,6 +266,8 @@ void tk_push_class(lua_State *L, tt_sched *S, int cls);
 int tk_isinstance(lua_State *L, int idx, int clsidx);
 int tk_is_class(lua_State *L, int idx);
 void tk_new_error(lua_State *L, tt_sched *S, int cls, const char *msg);
+void tk_new_ioerror(lua_State *L, tt_sched *S, int cls, int err,
+                    const char *op);
 void tt_errors_open(lua_State *L, tt_sched *S);
 
 /* errgroup.c */

@@ -29,6 +29,7 @@ build = {
     ["tether.core"] = {
       -- Keep in sync with csrc/*.c: `make rockspec-check` (run by make test) compares.
       sources = {
+        "csrc/base.c",
         "csrc/core.c",
         "csrc/dump.c",
         "csrc/errgroup.c",

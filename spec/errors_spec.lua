@@ -116,7 +116,7 @@ describe("error classes", function()
         t_own = true, io_own = true, eg_own = true,
         t_io = false, io_t = false,
         code = "ECONNREFUSED",
-        t_text = "TimeoutError: too slow", io_text = "IOError: connect failed",
+        t_text = "TimeoutError: too slow", io_text = "IOError: ECONNREFUSED: connect failed",
       }, r)
     end)
 
@@ -136,7 +136,7 @@ describe("error classes", function()
         local e = NetErr("reset", { code = "ECONNRESET" })
         return { tether.IOError:is(e), tether.Error:is(e), NetErr:is(e), tether.TimeoutError:is(e), e.code, tostring(e) }
       end)
-      assert.same({ true, true, true, false, "ECONNRESET", "NetErr: reset" }, r)
+      assert.same({ true, true, true, false, "ECONNRESET", "NetErr: ECONNRESET: reset" }, r)
     end)
   end)
 
