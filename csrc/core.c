@@ -1,7 +1,7 @@
 /* core.c - the tether.core module: the scheduler state, the C API and luaopen_tether_core */
 #include <string.h>
 
-#include "internal.h"
+#include "io.h"
 
 /* ---- static helpers --------------------------------------------------- */
 
@@ -70,6 +70,7 @@ int luaopen_tether_core(lua_State *L) {
   tt_errgroup_open(L, S);
   tt_gather_open(L, S);
   tt_dump_open(L, S);
+  tt_io_open(L, S);
   lua_pushliteral(L, TETHER_VERSION);
   lua_setfield(L, -2, "VERSION");
   return 1;

@@ -26,6 +26,8 @@ typedef struct tt_scope tt_scope;
 typedef struct tt_group tt_group;
 typedef struct tt_timer tt_timer;
 typedef struct tt_heapslot tt_heapslot;
+typedef struct tt_io tt_io;     /* io.h */
+typedef struct tt_op tt_op;
 
 #define TT_NEVER UINT64_MAX /* a deadline that never comes */
 
@@ -85,7 +87,8 @@ enum {
   TT_W_TASK,    /* another task to finish: on that task's `waiters` */
   TT_W_JOIN,    /* the children of the group whose body it ran */
   TT_W_START,   /* a task it started to call started() or finish */
-  TT_W_LIMIT    /* a free slot in a group with a limit */
+  TT_W_LIMIT,   /* a free slot in a group with a limit */
+  TT_W_IO       /* an I/O operation: t->op (io.h) */
 };
 
 enum { TT_O_NONE, TT_O_OK, TT_O_FAILED, TT_O_CANCELLED };
@@ -103,6 +106,7 @@ struct tt_task {
   tt_task *rnext;           /* ready queue */
   tt_task *waiters;         /* tasks blocked in t:wait() on this one */
   tt_task *starter;         /* the task blocked in g:start() for this one */
+  tt_op *op;                /* TT_W_IO: the operation it waits on */
   tt_group *group;          /* while not done */
   lua_State *co;
   tt_sched *S;
@@ -155,6 +159,10 @@ enum {
   TT_CLS_N
 };
 
+/* Metatables of I/O objects, kept in the scheduler (S->io_mt). */
+enum { TT_MT_STREAM, TT_MT_LISTENER, TT_MT_UDP, TT_MT_PROCESS, TT_MT_SIGNAL,
+       TT_MT_FILE, TT_MT_DIR, TT_MT_N };
+
 /* The scheduler: one per Lua state, a userdata anchored in the registry. */
 struct tt_sched {
   lua_State *L;             /* the main thread */
@@ -170,7 +178,11 @@ struct tt_sched {
   uint64_t t0;              /* hrtime at load: tether.now() counts from it */
   int running;
   int interrupted;
-  int nhandles;             /* handles of ours not yet closed */
+  int nhandles;             /* handles of ours not yet closed, and I/O
+                               objects' handles and requests in flight */
+  tt_io *ios;               /* open I/O objects (io_op.c) */
+  int nios;
+  void *sigpipe_old;        /* SIGPIPE's disposition before the run */
   int ntasks;               /* live tasks */
   int nforever;             /* tasks sleeping without a deadline */
   int anchor_ref;           /* registry ref: array of the live tasks' userdata */
@@ -178,6 +190,8 @@ struct tt_sched {
   unsigned next_id;
   int cls[TT_CLS_N];
   int task_mt, group_mt, scope_mt; /* registry refs of metatables */
+  int io_mt[TT_MT_N];       /* ... of the I/O kinds (io.h) */
+  char *scratch;            /* libuv reads land here (io_stream.c) */
 };
 
 /* Registry keys (addresses, never strings). */

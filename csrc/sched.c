@@ -3,7 +3,7 @@
 #include <signal.h>
 #include <string.h>
 
-#include "internal.h"
+#include "io.h"
 
 const char tt_sched_key = 0;
 
@@ -166,6 +166,11 @@ void ts_ready(tt_sched *S, tt_task *t) {
 void ts_wake(tt_task *t, int cancel) {
   tt_sched *S = t->S;
   if (t->state != TT_T_BLOCKED) return;
+  if (t->wait == TT_W_IO) {
+    /* The operation wakes the task once libuv is done with it. */
+    if (cancel) ts_op_cancel(t->op);
+    return;
+  }
   if (t->wait == TT_W_SLEEP) {
     if (t->forever) {
       t->forever = 0;
@@ -304,10 +309,12 @@ static int l_current_task(lua_State *L) {
   return 1;
 }
 
-/* tether.stats() -> { tasks, handles, timers, running } */
+/* tether.stats() -> { tasks, handles, timers, io, running } */
 static int l_stats(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
-  lua_createtable(L, 0, 4);
+  lua_createtable(L, 0, 5);
+  lua_pushinteger(L, S->nios);
+  lua_setfield(L, -2, "io");
   lua_pushinteger(L, S->ntasks);
   lua_setfield(L, -2, "tasks");
   lua_pushinteger(L, S->nhandles);
@@ -325,7 +332,9 @@ static void ts_close_handles(tt_sched *S) {
     uv_close((uv_handle_t *)&S->timer, ts_on_close);
   if (!uv_is_closing((uv_handle_t *)&S->sigint))
     uv_close((uv_handle_t *)&S->sigint, ts_on_close);
-  while (S->nhandles > 0) uv_run(S->loop, UV_RUN_NOWAIT);
+  /* NOTE: ONCE, not NOWAIT: an abandoned request (a DNS lookup) may take a
+     while, and the run waits for it without spinning. */
+  while (S->nhandles > 0) uv_run(S->loop, UV_RUN_ONCE);
 }
 
 /* tether.run(main, ...) -> main's results */
@@ -354,6 +363,7 @@ static int l_run(lua_State *L) {
   S->nhandles = 2;
   sigaction(SIGINT, NULL, &old);
   uv_signal_start(&S->sigint, ts_on_sigint, SIGINT);
+  ts_io_run_begin(S);
   ts_ready(S, root);
   while (root->state != TT_T_DONE) {
     ts_fire_timers(S);
@@ -384,6 +394,7 @@ static int l_run(lua_State *L) {
     polled = ts_now();
   }
   uv_signal_stop(&S->sigint);
+  ts_io_run_end(S);
   ts_close_handles(S);
   sigaction(SIGINT, &old, NULL);
   S->running = 0;

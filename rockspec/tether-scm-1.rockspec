@@ -36,6 +36,7 @@ build = {
         "csrc/errors.c",
         "csrc/gather.c",
         "csrc/group.c",
+        "csrc/io_op.c",
         "csrc/sched.c",
         "csrc/scope.c",
         "csrc/task.c",

@@ -1,0 +1,103 @@
+/* io.h - the operation mechanism that every I/O family (csrc/io_*.c) stands on */
+#ifndef TETHER_IO_H
+#define TETHER_IO_H
+
+#include "internal.h"
+
+/*
+** Terms (doc/internals.md, "I/O"):
+**
+** An I/O object (tt_io) is the C side of a Lua object that owns libuv
+** handles or descriptors: a stream, a listener, a UDP socket, a file, a
+** process, a signal receiver.  Its memory is malloc'd, not a userdata,
+** because libuv keeps using it after Lua is done with it (uv_close
+** completes in a later callback).  The Lua userdata holds only a pointer
+** to it; the object points back, and clears that pointer when it is freed.
+** The scheduler lists every open object (S->ios), so tether.run closes
+** whatever is still open when it ends.
+**
+** An operation (tt_op) is one wait of a task on libuv: the awaiting task,
+** the result, and the kind's cancel action.  A task waits with
+** tk_op_await; the libuv callback stores the result and wakes the task with
+** ts_op_done (never resumes, never raises, never allocates Lua values).  A
+** cancellation of the task calls the op's cancel action instead of waking
+** the task: the action takes the operation back (uv_cancel, uv_close,
+** uv_read_stop, a kill) and the task wakes only when the callback has run,
+** so Cancelled is raised after libuv is done with the operation.
+*/
+
+typedef struct tt_io tt_io;
+typedef struct tt_op tt_op;
+typedef struct tt_io_kind tt_io_kind;
+
+/* What every kind of I/O object provides. */
+struct tt_io_kind {
+  const char *name;                 /* "tcp", "pipe", "file": dump, errors */
+  /* ts_: begin closing (uv_close of the handles...); called once.  The
+     kind calls ts_io_release when libuv no longer uses the object. */
+  void (*close)(tt_io *io);
+  /* tk_: push a short description ("tcp 127.0.0.1:5432"), for dump. */
+  void (*describe)(lua_State *L, tt_io *io);
+};
+
+struct tt_io {
+  TT_LINK(tt_io) link;      /* in S->ios while open (not yet closed) */
+  tt_sched *S;
+  const tt_io_kind *kind;
+  tt_io **ud;               /* the userdata's slot pointing here, or NULL */
+  int nhold;                /* reasons libuv still uses the memory: handles
+                               not yet closed, requests in flight */
+  uint8_t closed;           /* close() was called, or the run closed it */
+};
+
+/* An operation a task waits on.  Embedded in an I/O object or in a
+** request struct. */
+typedef void (*tt_cancel_fn)(tt_op *op);
+struct tt_op {
+  tt_task *task;            /* the task blocked on it; NULL when none */
+  tt_cancel_fn cancel;      /* ts_: take the operation back; the op
+                               completes later through ts_op_done (or at
+                               once, from inside the action) */
+  tt_io *io;                /* what it works on, for dump (may be NULL) */
+  const char *what;         /* "read", "accept": for dump */
+  intptr_t result;          /* set by ts_op_done: >= 0 or a libuv error */
+  uint8_t cancelling;       /* the cancel action was called */
+  uint8_t done;             /* ts_op_done was called since tk_op_await */
+  uint8_t holds_clock;      /* a virtual clock waits for it (§8) */
+};
+
+/* io_op.c: objects */
+void *tk_io_new(lua_State *L, tt_sched *S, size_t size,
+                const tt_io_kind *kind, int mtref);
+tt_io *tk_io_check(lua_State *L, int idx, int mtref, const char *what);
+tt_io *tk_io_checkopen(lua_State *L, int idx, int mtref, const char *what,
+                       const char *op);
+void ts_io_close(tt_io *io);
+void ts_io_hold(tt_io *io);
+void ts_io_release(tt_io *io);
+int l_io_close(lua_State *L);
+void ts_io_close_all(tt_sched *S);
+void tk_io_push_description(lua_State *L, tt_io *io);
+int tk_io_newmeta(lua_State *L, tt_sched *S, const char *tname,
+                  const luaL_Reg *m);
+
+/* io_op.c: operations */
+void ts_op_init(tt_op *op, tt_io *io, const char *what, tt_cancel_fn cancel);
+int tk_op_await(lua_State *L, tt_task *t, tt_op *op, lua_KFunction k);
+void ts_op_done(tt_op *op, intptr_t result);
+void ts_op_cancel(tt_op *op);
+int tk_op_cancelled(lua_State *L, tt_op *op);
+int tk_yield_results(lua_State *L, int nres);
+
+/* io_op.c: errors */
+int tk_raise_ioerror(lua_State *L, tt_sched *S, int err, const char *op,
+                     tt_io *io);
+int tk_raise_closed(lua_State *L, tt_sched *S, const char *op);
+int ts_errcls(int err);
+
+/* io_op.c: SIGPIPE is ignored while a run is active */
+void ts_io_run_begin(tt_sched *S);
+void ts_io_run_end(tt_sched *S);
+void tt_io_open(lua_State *L, tt_sched *S);
+
+#endif
