@@ -66,6 +66,50 @@ struct tt_op {
   uint8_t holds_clock;      /* a virtual clock waits for it (§8) */
 };
 
+/*
+** A byte stream (io_stream.c) over a uv_stream_t: TCP and local-socket
+** connections, process pipes, the standard streams.  A family makes one
+** with tk_stream_new, initialises `h` (uv_tcp_init, uv_pipe_init...), then
+** calls ts_stream_opened; its kind's close is usually ts_stream_close.
+*/
+typedef struct tt_stream {
+  tt_io io;
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+    uv_tty_t tty;
+  } h;
+  uv_write_t wreq;
+  uv_shutdown_t sreq;
+  tt_op rop, wop;           /* the pending read, the pending write/shutdown */
+  char *buf;                /* unread bytes: buf[start, end) */
+  size_t start, end, cap;
+  size_t scan;              /* read_line/until: searched up to here */
+  size_t rlimit;            /* stop reading from the kernel above this */
+  int rmode;                /* what the pending read waits for (RM_*) */
+  size_t rneed;             /* RM_EXACT: bytes; RM_LINE/UNTIL/ALL: max */
+  const char *sep;          /* RM_UNTIL: the separator (on the task's stack) */
+  size_t seplen;
+  int rerr;                 /* a read error, delivered after the bytes */
+  uint8_t eof;
+  uint8_t reading;          /* uv_read_start is active */
+  uint8_t opened;           /* h was initialised (uv_close is owed) */
+  uint8_t wshut;            /* close_write was called */
+  uint8_t is_std;           /* a standard stream: see io_stdio.c */
+  void *data;               /* the family's own */
+} tt_stream;
+
+/* io_stream.c */
+tt_stream *tk_stream_new(lua_State *L, tt_sched *S, const tt_io_kind *kind);
+void ts_stream_opened(tt_stream *s);
+void ts_stream_close(tt_io *io);
+tt_stream *tk_stream_check(lua_State *L, int idx, const char *what,
+                           const char *op);
+void tk_stream_add_methods(lua_State *L, tt_sched *S, const luaL_Reg *m);
+void tt_stream_open(lua_State *L, tt_sched *S);
+
 /* io_op.c: objects */
 void *tk_io_new(lua_State *L, tt_sched *S, size_t size,
                 const tt_io_kind *kind, int mtref);
