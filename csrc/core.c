@@ -1,4 +1,5 @@
 /* core.c - the tether.core module: the scheduler state, the C API and luaopen_tether_core */
+#include <stdlib.h>
 #include <string.h>
 
 #include "io.h"
@@ -15,6 +16,8 @@ static int l_sched_gc(lua_State *L) {
   tt_sched *S = lua_touserdata(L, 1);
   if (S->loop == uv_default_loop() && !S->running) uv_loop_close(S->loop);
   ts_timer_free(S);
+  free(S->scratch);
+  S->scratch = NULL;
   return 0;
 }
 

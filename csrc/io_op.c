@@ -160,8 +160,9 @@ void ts_op_init(tt_op *op, tt_io *io, const char *what, tt_cancel_fn cancel) {
 
 /*
 ** Block the running task `t` on `op`, which the caller has just started;
-** `k` continues the task once ts_op_done was called.  The caller has
-** checked that `t` is not cancelled (a cancelled task must not start one).
+** `k` continues the task once ts_op_done was called, with the op as its
+** context (lua_KContext).  The caller has checked that `t` is not
+** cancelled (a cancelled task must not start one).
 */
 int tk_op_await(lua_State *L, tt_task *t, tt_op *op, lua_KFunction k) {
   op->task = t;
@@ -169,7 +170,10 @@ int tk_op_await(lua_State *L, tt_task *t, tt_op *op, lua_KFunction k) {
   op->cancelling = 0;
   op->result = 0;
   t->op = op;
-  return tk_block(L, t, TT_W_IO, k);
+  t->state = TT_T_BLOCKED;
+  t->wait = TT_W_IO;
+  t->wake_cancel = 0;
+  return lua_yieldk(L, 0, (lua_KContext)op, k);
 }
 
 /*
@@ -276,6 +280,7 @@ void ts_io_run_end(tt_sched *S) {
   S->sigpipe_old = NULL;
 }
 
+/* Register every I/O family. */
 void tt_io_open(lua_State *L, tt_sched *S) {
-  (void)L; (void)S;
+  tt_stream_open(L, S);
 }

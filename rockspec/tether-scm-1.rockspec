@@ -37,6 +37,7 @@ build = {
         "csrc/gather.c",
         "csrc/group.c",
         "csrc/io_op.c",
+        "csrc/io_stream.c",
         "csrc/sched.c",
         "csrc/scope.c",
         "csrc/task.c",
