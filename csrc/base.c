@@ -113,19 +113,19 @@ int tk_check_opts(lua_State *L, int arg, const char *fname,
         if (strcmp(k, keys[i]) == 0) { known = 1; break; }
     }
     if (!known) {
-      luaL_Buffer b;
-      luaL_buffinit(L, &b);
+      int top = lua_gettop(L);
       if (lua_type(L, -1) == LUA_TSTRING)
-        lua_pushfstring(L, "unknown option '%s'", lua_tostring(L, -1));
+        lua_pushfstring(L, "unknown option '%s'; known: ", lua_tostring(L, -1));
       else
-        lua_pushfstring(L, "unknown option of type %s", luaL_typename(L, -1));
-      luaL_addvalue(&b);
-      luaL_addstring(&b, "; known: ");
-      for (i = 0; keys[i]; i++) {
-        if (i) luaL_addstring(&b, ", ");
-        luaL_addstring(&b, keys[i]);
+        lua_pushfstring(L, "unknown option of type %s; known: ",
+                        luaL_typename(L, -1));
+      for (i = 0; keys[i]; i++)
+        lua_pushstring(L, keys[i + 1] ? ", " : "");
+      for (i = 0; keys[i]; i++) {         /* interleave: key, separator */
+        lua_pushstring(L, keys[i]);
+        lua_insert(L, top + 2 + 2 * i);
       }
-      luaL_pushresult(&b);
+      lua_concat(L, lua_gettop(L) - top);
       return tk_argerror(L, arg, fname, lua_tostring(L, -1));
     }
   }

@@ -45,8 +45,11 @@ static void dump_task(lua_State *L, tt_sched *S, tt_task *t, int parts,
       snprintf(left, sizeof left, " (forever)");
     }
     push_where(L, t->co);
-    lua_pushfstring(L, " blocked in %s%s at %s", ts_wait_name(t->wait), left,
-                    lua_tostring(L, -1));
+    if (t->wait == TT_W_IO) tk_io_push_wait(L, t);
+    else lua_pushstring(L, ts_wait_name(t->wait));
+    lua_pushfstring(L, " blocked in %s%s at %s", lua_tostring(L, -1), left,
+                    lua_tostring(L, -2));
+    lua_remove(L, -2);
     lua_remove(L, -2);
     add(L, parts);
   }
@@ -111,6 +114,7 @@ static int l_dump(lua_State *L) {
   lua_pushfstring(L, "tether: %d live tasks", S->ntasks);
   add(L, 1);
   dump_scope(L, S, &S->root->root, 1, 1);
+  tk_io_dump(L, S, 1);
   n = (int)lua_rawlen(L, 1);
   luaL_buffinit(L, &b);
   for (i = 1; i <= n; i++) {

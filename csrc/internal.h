@@ -294,6 +294,10 @@ void tt_errgroup_open(lua_State *L, tt_sched *S);
 /* gather.c */
 void tt_gather_open(lua_State *L, tt_sched *S);
 
+/* io_op.c, for dump.c */
+void tk_io_push_wait(lua_State *L, tt_task *t);
+void tk_io_dump(lua_State *L, tt_sched *S, int lines);
+
 /* dump.c */
 void tt_dump_open(lua_State *L, tt_sched *S);
 

@@ -149,6 +149,42 @@ void tk_io_push_description(lua_State *L, tt_io *io) {
   else lua_pushstring(L, io->kind->name);
 }
 
+/* Push what task `t` (blocked on an op) waits for: "read on tcp 127.0.0.1:80". */
+void tk_io_push_wait(lua_State *L, tt_task *t) {
+  tt_op *op = t->op;
+  if (op == NULL) {
+    lua_pushliteral(L, "I/O");
+    return;
+  }
+  if (op->io == NULL) {
+    lua_pushstring(L, op->what);
+    return;
+  }
+  tk_io_push_description(L, op->io);
+  lua_pushfstring(L, "%s on %s", op->what, lua_tostring(L, -1));
+  lua_remove(L, -2);
+}
+
+/* Push one line per open I/O object into the array at `lines`, after the
+** heading "open I/O objects: N" (nothing when none is open). */
+void tk_io_dump(lua_State *L, tt_sched *S, int lines) {
+  tt_io *io = S->ios;
+  lua_Integer n;
+  if (io == NULL) return;
+  lines = lua_absindex(L, lines);
+  n = (lua_Integer)lua_rawlen(L, lines);
+  lua_pushfstring(L, "\n  open I/O object%s: %d", S->nios == 1 ? "" : "s",
+                  S->nios);
+  lua_rawseti(L, lines, ++n);
+  do {
+    tk_io_push_description(L, io);
+    lua_pushfstring(L, "\n    %s", lua_tostring(L, -1));
+    lua_remove(L, -2);
+    lua_rawseti(L, lines, ++n);
+    io = io->link.next;
+  } while (io != S->ios);
+}
+
 /* ---- operations ------------------------------------------------------- */
 
 void ts_op_init(tt_op *op, tt_io *io, const char *what, tt_cancel_fn cancel) {

@@ -202,6 +202,7 @@ const char *ts_wait_name(int wait) {
     case TT_W_JOIN: return "with_group (waiting for its tasks)";
     case TT_W_START: return "g:start";
     case TT_W_LIMIT: return "g:spawn (waiting for a free slot)";
+    case TT_W_IO: return "I/O";
     default: return "nothing";
   }
 }

@@ -30,6 +30,31 @@ elseif type(tether.stats) ~= 'function' then
   tether = nil
 end
 
+-- The process's open descriptors (the directory handle itself counts once, always).
+local lfs = require 'lfs'
+local function fd_count()
+  local n = 0
+  for name in lfs.dir('/proc/self/fd') do
+    if name ~= '.' and name ~= '..' then n = n + 1 end
+  end
+  return n
+end
+-- NOTE: libuv keeps a few descriptors per loop once a run used each kind of
+-- object (the signal pipe of the SIGINT watcher; /dev/null descriptors it
+-- reserves for streams): one run here uses each kind, so that they exist
+-- before the first case counts. Add a kind here when a new one is built.
+local warmups = {
+  function() end,
+  function()
+    local a, b = tether.stream_pair()
+    a:write("x"); b:read(); a:close(); b:close()
+  end,
+}
+if tether and tether.run then
+  for _, w in ipairs(warmups) do pcall(tether.run, w) end
+end
+local fds_before
+
 -- Returns nil when tether is idle, else a text saying what is still alive.
 local function leftovers()
   local s = tether.stats()
@@ -37,8 +62,15 @@ local function leftovers()
     return 'tether.stats() returned ' .. type(s) .. ', expected a table'
   end
   local bad = {}
-  for _, k in ipairs { 'tasks', 'handles', 'timers' } do
-    if s[k] ~= 0 then bad[#bad + 1] = ('%s = %s'):format(k, tostring(s[k])) end
+  for _, k in ipairs { 'tasks', 'handles', 'timers', 'io' } do
+    if s[k] ~= nil and s[k] ~= 0 then bad[#bad + 1] = ('%s = %s'):format(k, tostring(s[k])) end
+  end
+  if fds_before then
+    collectgarbage(); collectgarbage()
+    local n = fd_count()
+    if n > fds_before then
+      bad[#bad + 1] = ('%d more open file descriptors than before the case'):format(n - fds_before)
+    end
   end
   if s.running ~= false then bad[#bad + 1] = 'running = ' .. tostring(s.running) end
   if #bad == 0 then return nil end
@@ -70,6 +102,7 @@ if tether then
     local body = element.run
     element.run = function(...)
       local inherited = culprit
+      fds_before = fd_count()
       body(...)
       local alive = leftovers()
       if alive then
