@@ -50,8 +50,9 @@ struct tt_io {
   uint8_t closed;           /* close() was called, or the run closed it */
 };
 
-/* An operation a task waits on.  Embedded in an I/O object or in a
-** request struct. */
+/* An operation a task waits on.  Embedded in an I/O object (the waiting
+** task then holds the object until its continuation has run), or in a
+** request struct that must stay valid until that continuation has run. */
 typedef void (*tt_cancel_fn)(tt_op *op);
 struct tt_op {
   tt_task *task;            /* the task blocked on it; NULL when none */
@@ -119,6 +120,7 @@ tt_io *tk_io_checkopen(lua_State *L, int idx, int mtref, const char *what,
 void ts_io_close(tt_io *io);
 void ts_io_hold(tt_io *io);
 void ts_io_release(tt_io *io);
+void ts_io_unhold(tt_io *io);
 int l_io_close(lua_State *L);
 void ts_io_close_all(tt_sched *S);
 void tk_io_push_description(lua_State *L, tt_io *io);
@@ -130,6 +132,7 @@ void ts_op_init(tt_op *op, tt_io *io, const char *what, tt_cancel_fn cancel);
 int tk_op_await(lua_State *L, tt_task *t, tt_op *op, lua_KFunction k);
 void ts_op_done(tt_op *op, intptr_t result);
 void ts_op_cancel(tt_op *op);
+void ts_op_release(tt_op *op);
 int tk_op_cancelled(lua_State *L, tt_op *op);
 int tk_yield_results(lua_State *L, int nres);
 

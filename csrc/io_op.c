@@ -78,7 +78,8 @@ void ts_io_hold(tt_io *io) {
   io->S->nhandles++;
 }
 
-static void ts_io_unhold(tt_io *io) {
+/* Drop a hold that S->nhandles does not count (the open hold, a task's). */
+void ts_io_unhold(tt_io *io) {
   if (--io->nhold > 0) return;        /* the open hold keeps it till closed */
   if (io->ud) *io->ud = NULL;
   free(io);
@@ -206,6 +207,10 @@ int tk_op_await(lua_State *L, tt_task *t, tt_op *op, lua_KFunction k) {
   op->cancelling = 0;
   op->result = 0;
   t->op = op;
+  /* NOTE: the task holds the object until its continuation has run
+     (ts_op_release, from ts_step), so that the continuation may read the
+     op even when the object was closed and libuv let go of it meanwhile. */
+  if (op->io) op->io->nhold++;
   t->state = TT_T_BLOCKED;
   t->wait = TT_W_IO;
   t->wake_cancel = 0;
@@ -224,10 +229,14 @@ void ts_op_done(tt_op *op, intptr_t result) {
   op->done = 1;
   if (t == NULL) return;
   op->task = NULL;
-  t->op = NULL;
   t->wait = TT_W_NONE;
   t->wake_cancel = op->cancelling;
   ts_ready(t->S, t);
+}
+
+/* The task's continuation after `op` has run: drop the task's hold. */
+void ts_op_release(tt_op *op) {
+  if (op->io) ts_io_unhold(op->io);
 }
 
 /* A cancellation reached the task blocked on `op`: take the op back. */

@@ -81,14 +81,17 @@ static int ts_arm_timer(tt_sched *S) {
 */
 static void ts_step(tt_sched *S, lua_State *from, tt_task *t) {
   int nres = 0, status, nargs = 0;
+  tt_op *held = t->op;      /* an op whose continuation runs now (io_op.c) */
   if (t->outcome == TT_O_NONE && t->nres > 0) { /* first resume: the args */
     nargs = t->nres;
     t->nres = 0;
   }
+  t->op = NULL;
   S->current = t;
   t->state = TT_T_RUNNING;
   status = lua_resume(t->co, from, nargs, &nres);
   S->current = NULL;
+  if (held) ts_op_release(held);
   if (status == LUA_YIELD) {
     if (t->state == TT_T_RUNNING) {
       lua_pop(t->co, nres);
