@@ -72,6 +72,8 @@ int luaopen_tether_core(lua_State *L) {
   tt_group_open(L, S);
   tt_errgroup_open(L, S);
   tt_gather_open(L, S);
+  tt_sync_open(L, S);
+  tt_channel_open(L, S);
   tt_dump_open(L, S);
   tt_io_open(L, S);
   lua_pushliteral(L, TETHER_VERSION);

@@ -34,7 +34,16 @@ static void dump_task(lua_State *L, tt_sched *S, tt_task *t, int parts,
                   t->root.cancel_called ? ", cancelled" : "");
   lua_remove(L, -2);
   add(L, parts);
-  if (t->state == TT_T_BLOCKED) {
+  if (t->state == TT_T_BLOCKED &&
+      (t->wait == TT_W_SYNC || t->wait == TT_W_RELOCK)) {
+    tk_sync_describe(L, t);
+    push_where(L, t->co);
+    lua_pushfstring(L, " waits on %s at %s", lua_tostring(L, -2),
+                    lua_tostring(L, -1));
+    lua_remove(L, -2);
+    lua_remove(L, -2);
+    add(L, parts);
+  } else if (t->state == TT_T_BLOCKED) {
     char left[64] = "";
     if (t->wait == TT_W_SLEEP && !t->forever) {
       uint64_t now = ts_now();

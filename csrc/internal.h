@@ -88,7 +88,9 @@ enum {
   TT_W_JOIN,    /* the children of the group whose body it ran */
   TT_W_START,   /* a task it started to call started() or finish */
   TT_W_LIMIT,   /* a free slot in a group with a limit */
-  TT_W_IO       /* an I/O operation: t->op (io.h) */
+  TT_W_IO,      /* an I/O operation: t->op (io.h) */
+  TT_W_SYNC,    /* a primitive of sync.c or a channel: on its tt_waitq */
+  TT_W_RELOCK   /* a Condition's lock, taken back shielded (not cancellable) */
 };
 
 enum { TT_O_NONE, TT_O_OK, TT_O_FAILED, TT_O_CANCELLED };
@@ -121,7 +123,8 @@ struct tt_task {
   uint8_t outcome;          /* TT_O_* */
   uint8_t daemon;
   uint8_t starting;         /* spawned by g:start, started() not yet called */
-  uint8_t granted;          /* TT_W_LIMIT: a slot was handed over */
+  uint8_t granted;          /* TT_W_LIMIT, TT_W_SYNC: what it waits for
+                               (a slot, a value, a token) was handed over */
   uint8_t forever;          /* TT_W_SLEEP without a deadline */
   uint8_t reraise;          /* our code re-raises an error: keep its traceback */
   int start_ref;            /* the value passed to started() */
@@ -297,6 +300,11 @@ void tt_gather_open(lua_State *L, tt_sched *S);
 /* io_op.c, for dump.c */
 void tk_io_push_wait(lua_State *L, tt_task *t);
 void tk_io_dump(lua_State *L, tt_sched *S, int lines);
+
+/* sync.c, channel.c (their shared types: sync.h) */
+void tk_sync_describe(lua_State *L, tt_task *t);
+void tt_sync_open(lua_State *L, tt_sched *S);
+void tt_channel_open(lua_State *L, tt_sched *S);
 
 /* dump.c */
 void tt_dump_open(lua_State *L, tt_sched *S);

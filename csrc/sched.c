@@ -138,6 +138,7 @@ static void ts_abandon(tt_sched *S, tt_scope *s) {
     t->outcome = TT_O_CANCELLED;
     t->scope = NULL;
     t->group = NULL;
+    if (t->wlist) TT_LIST_REMOVE(*t->wlist, t, wlink); /* a Lock may outlive the run */
     t->wlist = NULL;
     t->waiters = NULL;
     t->nres = 0;

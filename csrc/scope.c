@@ -25,7 +25,8 @@ static void wake_tasks_of(tt_scope *s) {
     tt_task *next = t->slink.next;
     if (t->state == TT_T_BLOCKED &&
         (t->wait == TT_W_SLEEP || t->wait == TT_W_TASK ||
-         t->wait == TT_W_LIMIT || t->wait == TT_W_IO))
+         t->wait == TT_W_LIMIT || t->wait == TT_W_IO ||
+         t->wait == TT_W_SYNC))
       ts_wake(t, 1);
     t = next;
   } while (t != s->tasks);

@@ -30,6 +30,7 @@ build = {
       -- Keep in sync with csrc/*.c: `make rockspec-check` (run by make test) compares.
       sources = {
         "csrc/base.c",
+        "csrc/channel.c",
         "csrc/core.c",
         "csrc/dump.c",
         "csrc/errgroup.c",
@@ -40,6 +41,7 @@ build = {
         "csrc/io_stream.c",
         "csrc/sched.c",
         "csrc/scope.c",
+        "csrc/sync.c",
         "csrc/task.c",
         "csrc/timer.c",
       },
