@@ -32,6 +32,16 @@ function M.n()
   return math.tointeger(n)
 end
 
+-- W10: the channel capacity from the command line (arg[2]: an integer >= 0)
+function M.capacity()
+  local c = math.tointeger(tonumber(arg[2] or ""))
+  if not c or c < 0 then M.fail("W10 needs the capacity as second argument, got " .. tostring(arg[2])) end
+  return c
+end
+
+-- W10's workload name for a capacity: w10_0, w10_100
+function M.w10_name(cap) return "w10_" .. cap end
+
 -- the shared W2 delay list (integer milliseconds, one per line); path = arg[2]
 function M.delays(n)
   local path = arg[2] or M.fail("W2 needs the delay file as second argument")

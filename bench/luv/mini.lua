@@ -20,6 +20,9 @@ local function resume(task, ...)
   if not ok then error(err, 0) end   -- only the scheduler's own bugs get here
 end
 
+M.resume = resume
+function M.current() return current end
+
 function M.sleep(seconds)
   local task = current
   local timer = uv.new_timer()

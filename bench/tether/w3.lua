@@ -7,9 +7,11 @@ local N = C.n()
 
 local parked, cleaned = 0, 0
 local cleanup = setmetatable({}, { __close = function() cleaned = cleaned + 1 end })
+local all_parked = tether.Event()
 local function sleeper()
   local _ <close> = cleanup
   parked = parked + 1
+  if parked == N then all_parked:set() end
   tether.sleep(3600)
 end
 
@@ -19,7 +21,7 @@ tether.run(function()
   local ok, e = pcall(tether.with_group, function(g)
     for _ = 1, N do g:spawn(sleeper) end
     g:spawn(function()
-      while parked < N do tether.sleep(0) end
+      all_parked:wait()               -- the last sleeper set it, then parked
       t_raise = C.clock()
       error(BOOM)
     end)
