@@ -561,21 +561,27 @@ static int l_lim_new(lua_State *L) {
   return 1;
 }
 
-/* Is task `id` a borrower?  The borrowers table is at `b`. */
+/*
+** The borrowers table (at `b`) maps a task id to true (it holds a token) or
+** false (it waits for one).  NOTE: a waiter makes its entry before it
+** blocks, so handing it a token only changes an existing entry: releasing
+** and growing `total` never allocate, and never fail half-way.
+*/
 static int is_borrower(lua_State *L, int b, unsigned id) {
-  int r = lua_rawgeti(L, b, (lua_Integer)id) != LUA_TNIL;
+  int r = lua_rawgeti(L, b, (lua_Integer)id) == LUA_TBOOLEAN &&
+          lua_toboolean(L, -1);
   lua_pop(L, 1);
   return r;
 }
 
+/* on: 1 holds a token, 0 waits for one, -1 neither (entry removed). */
 static void set_borrower(lua_State *L, int b, unsigned id, int on) {
-  if (on) lua_pushboolean(L, 1);
+  if (on >= 0) lua_pushboolean(L, on);
   else lua_pushnil(L);
   lua_rawseti(L, b, (lua_Integer)id);
 }
 
-/* Hand free tokens to waiters, first come first served (borrowers at `b`).
-** NOTE: the entry is made first: a memory error leaves the waiter waiting. */
+/* Hand free tokens to waiters, first come first served (borrowers at `b`). */
 static void lim_hand_out(lua_State *L, l_lim *lim, int b) {
   while (lim->q.head && (lua_Number)lim->borrowed < lim->total) {
     set_borrower(L, b, lim->q.head->id, 1);
@@ -587,12 +593,12 @@ static void lim_hand_out(lua_State *L, l_lim *lim, int b) {
 /* Task `id` gives its token back (borrowers at `b`). */
 static void lim_release(lua_State *L, l_lim *lim, int b, unsigned id) {
   if (lim->q.head && (lua_Number)(lim->borrowed - 1) < lim->total) {
-    set_borrower(L, b, lim->q.head->id, 1);    /* may raise: nothing changed */
-    set_borrower(L, b, id, 0);
+    set_borrower(L, b, lim->q.head->id, 1);
+    set_borrower(L, b, id, -1);
     ts_waitq_grant(&lim->q);
     return;
   }
-  set_borrower(L, b, id, 0);
+  set_borrower(L, b, id, -1);
   lim->borrowed--;
 }
 
@@ -607,7 +613,10 @@ static int k_lim_wait(lua_State *L, int status, lua_KContext ctx) {
     lua_settop(L, 1);
     return 1;
   }
-  tk_sync_cancelled(L, t);
+  if (ts_cancelled(t)) {
+    set_borrower(L, 2, t->id, -1);
+    tk_sync_cancelled(L, t);
+  }
   return lim_acquire(L, lua_touserdata(L, 1), t, 0);
 }
 
@@ -619,6 +628,7 @@ static int lim_acquire(lua_State *L, l_lim *lim, tt_task *t, int fast) {
     lua_settop(L, 1);
     return fast ? tk_sync_done(L, 1) : 1;
   }
+  set_borrower(L, 2, t->id, 0);           /* may raise: before it waits */
   ts_waitq_push(&lim->q, t);
   return tk_block(L, t, TT_W_SYNC, k_lim_wait);
 }

@@ -97,7 +97,8 @@ local function sweep(name)
   return stats, failures
 end
 
-local scenarios = { "spawn", "group_exit", "errorgroup_build", "split", "timer_start", "traceback", "catch" }
+local scenarios = { "spawn", "group_exit", "errorgroup_build", "split", "timer_start", "traceback", "catch",
+                    "channel", "sync" }
 local total_points = 0
 
 describe("allocation failures", function()

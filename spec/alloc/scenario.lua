@@ -263,6 +263,98 @@ function S.catch()
   end }
 end
 
+-- Channels: creation, clones, sends that grow an unbounded ring, hand-overs
+-- to a waiting consumer, statistics, and the errors of closed endpoints,
+-- all with the failure armed.  A send that fails delivered nothing: the
+-- consumer's sum is that of the sends that returned.
+function S.channel()
+  local st = { sum = 0 }
+  local function main()
+    tether.with_group({ policy = "supervisor" }, function(g)
+      local sib = g:spawn(function() error("SIBLING-1", 0) end)
+      sib:wait()
+      local send, recv = tether.channel(math.huge, { name = "c" })
+      local s0, r0 = tether.channel(0)
+      st.consumer = g:spawn(function()
+        local got = 0
+        for v in recv do got = got + v end
+        st.got = got
+      end)
+      local ok, e = window(function()
+        local s3 = send:clone()
+        for i = 1, 100 do
+          s3:send(i)
+          st.sum = st.sum + i
+        end
+        s3:close()
+        local _ = send:statistics()
+        local s2, r2 = tether.channel(2, { name = "w" })
+        s2:send_nowait(1)
+        r2:close()
+        pcall(s2.send_nowait, s2, 2)          -- BrokenResourceError
+        s2:close()
+        pcall(s2.send_nowait, s2, 3)          -- ClosedResourceError
+        pcall(r0.receive_nowait, r0)          -- WouldBlock
+        s0:close()
+        pcall(r0.receive_nowait, r0)          -- EndOfChannel
+      end)
+      send:close()
+      st.consumer:wait()
+      if not ok then error(e, 0) end
+    end)
+  end
+  return main, { must = { "SIBLING-1" }, may = {}, check = function()
+    local c = st.consumer
+    if not c or not c:done() then return "orphan: the consumer is not done" end
+    if c:failed() then
+      if not is_nomem(c:error()) then return "the consumer failed with " .. show(c:error()) end
+    elseif st.got ~= st.sum then
+      return ("the consumer received %s in total, the sends that returned sent %d"):format(tostring(st.got), st.sum)
+    end
+  end }
+end
+
+-- Event, Lock, Semaphore, CapacityLimiter, Condition: 12 tasks wait on an
+-- Event, then each takes a limiter token, a semaphore unit (its guard is
+-- allocated) and the lock, all under <close>, with the failure armed.
+-- Whatever failed, nothing is left held.
+function S.sync()
+  local st = {}
+  local function main()
+    tether.with_group({ policy = "supervisor" }, function(g)
+      local sib = g:spawn(function() error("SIBLING-1", 0) end)
+      sib:wait()
+      local lim, sem, lk = tether.CapacityLimiter(2), tether.Semaphore(2), tether.Lock()
+      st.lim, st.sem, st.lk = lim, sem, lk
+      local ok, e = window(function()
+        local ev = tether.Event({ name = "e" })
+        local cond = tether.Condition(nil, { name = "c" })
+        tether.with_group(function(g2)
+          for _ = 1, 12 do
+            g2:spawn(function()
+              ev:wait()
+              local _ <close> = lim:acquire()
+              local _ <close> = sem:acquire()
+              local _ <close> = lk:acquire()
+              tether.checkpoint()
+              local _ <close> = cond.lock:acquire()
+              cond:notify_all()
+            end)
+          end
+          tether.checkpoint()
+          ev:set()
+        end)
+      end)
+      if not ok then error(e, 0) end
+    end)
+  end
+  return main, { must = { "SIBLING-1" }, may = {}, check = function()
+    if st.lim.borrowed ~= 0 then return "the limiter still lends " .. st.lim.borrowed .. " tokens" end
+    if st.sem.value ~= 2 then return "the semaphore has " .. st.sem.value .. " units, not 2" end
+    if st.lk:locked() then return "the lock is still held" end
+  end }
+end
+
 -- ---- judging one run -------------------------------------------------------
 
 -- Runs scenario `name` once and returns verdict, hits, nomem, count, problems.
