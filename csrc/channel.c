@@ -14,7 +14,7 @@
 ** Waiting senders and receivers are on the channel's two tt_waitq.  A
 ** waiting sender keeps its value at index 2 of its own stack; a receiver
 ** that arrives takes it from there.  A waiting receiver is handed a value
-** by pushing it onto its stack (tk_sync_task made room for that before it
+** by pushing it onto its stack (ROOM made room for that before it
 ** blocked).  Receivers wait only while the buffer is empty, senders only
 ** while it is full, so a value never waits in the buffer while a receiver
 ** waits, and values come out in the order they were sent.
@@ -48,6 +48,10 @@ enum { UV_CHAN = 1, UV_BUF = 2 };
 
 #define UP_MT lua_upvalueindex(2)   /* this side's endpoint metatable */
 #define RING_MIN 16
+
+/* Before a task blocks: room on its stack for a value handed to it, or
+** taken from it, while it is suspended (lua_xmove never grows a stack). */
+#define ROOM(L) luaL_checkstack(L, 4, NULL)
 
 static const char *const chan_keys[] = {"name", NULL};
 
@@ -259,6 +263,7 @@ static int k_send_wait(lua_State *L, int status, lua_KContext ctx) {
   }
   if (t->wake_cancel) tk_sync_cancelled(L, t);
   if (send_now(L, S, e)) return 0;
+  ROOM(L);
   ts_waitq_push(&e->ch->sendq, t);
   return tk_block(L, t, TT_W_SYNC, k_send_wait);
 }
@@ -274,6 +279,7 @@ static int l_send(lua_State *L) {
   lua_settop(L, 2);
   tk_sync_cancelled(L, t);
   if (send_now(L, S, e)) return tk_sync_done(L, 0);
+  ROOM(L);
   ts_waitq_push(&e->ch->sendq, t);
   return tk_block(L, t, TT_W_SYNC, k_send_wait);
 }
@@ -310,6 +316,7 @@ static int k_recv_wait(lua_State *L, int status, lua_KContext ctx) {
   r = recv_now(L, S, e);
   if (r > 0) return 1;
   if (r < 0) return lua_toboolean(L, 2) ? 0 : raise_end(L, S);
+  ROOM(L);
   ts_waitq_push(&e->ch->recvq, t);
   return tk_block(L, t, TT_W_SYNC, k_recv_wait);
 }
@@ -325,6 +332,7 @@ static int tk_receive(lua_State *L, int iter) {
   r = recv_now(L, S, e);
   if (r > 0) return tk_sync_done(L, 1);
   if (r < 0) return iter ? 0 : raise_end(L, S);
+  ROOM(L);
   ts_waitq_push(&e->ch->recvq, t);
   return tk_block(L, t, TT_W_SYNC, k_recv_wait);
 }

@@ -110,15 +110,9 @@ int ts_waitq_count(const tt_waitq *q) {
 
 /* ---- helpers for every primitive -------------------------------------- */
 
-/*
-** The running task, for an operation that may block.  NOTE: it also makes
-** room on the task's stack, so that another task can push a value onto it
-** (a channel's hand-over) while it is blocked, without growing the stack.
-*/
+/* The running task, for an operation that may block. */
 tt_task *tk_sync_task(lua_State *L, tt_sched *S, const char *op) {
-  tt_task *t = tk_current(L, S, op);
-  luaL_checkstack(L, 4, NULL);
-  return t;
+  return tk_current(L, S, op);
 }
 
 /* The running task for a non-blocking operation that needs one. */
