@@ -28,6 +28,11 @@
 --     cancelled, error, result); opts.limit is never exceeded; move_on_after
 --     returns false only after its deadline; spawning into a closed group
 --     is a clear error;
+--   * channels (op chan): values arrive in order, once each, and every value
+--     whose send returned is received or was still buffered when a
+--     cancellation closed the consumer; the tree's Lock, Semaphore and
+--     CapacityLimiter (op acquire) never have too many holders and are free
+--     at the end;
 --   * after tether.run: stats() is all zero.
 local tether = require("tether")
 local Ledger = require("stress.ledger")
@@ -168,6 +173,7 @@ function gen_ops(env, nmax, lead_spawn)
       { "scope", deep_ok and 3 or 0 }, { "shield", deep_ok and 2 or 0 },
       { "cleanup", deep_ok and 3 or 0 }, { "close", deep_ok and 3 or 0 },
       { "wait", nspawned > 0 and 3 or 0 }, { "stale", 1 },
+      { "chan", 2 }, { "acquire", 3 },
     }
     local op
     if what == "sleep" then
@@ -217,6 +223,13 @@ function gen_ops(env, nmax, lead_spawn)
       end
     elseif what == "fail" then
       op = { op = "fail", kind = fail_kind(true), level = chance(0.5) and 1 or 0 }
+    elseif what == "chan" then
+      local caps = { 0, 1, 3, math.huge }
+      op = { op = "chan", cap = caps[rnd(1, #caps)], n = rnd(1, 30), yields = {} }
+      local p = rnd() * 0.5
+      for k = 1, op.n do op.yields[k] = chance(p) end
+    elseif what == "acquire" then
+      op = { op = "acquire", which = pick { { "lock", 1 }, { "sem", 1 }, { "lim", 1 } }, ms = sleep_ms(1) }
     elseif what == "tcancel" or what == "wait" then
       op = { op = what, pick = rnd(1, 1000) }
     elseif what == "gcancel" then
@@ -736,6 +749,68 @@ end
 
 function OPS.fail(ctx, op) raise_new(ctx, op.kind, op.level) end
 
+-- A channel between a producer and a consumer in a group of their own, with
+-- a ledger of the values: received in order, each once, and every value
+-- whose send returned either received or still buffered when a
+-- cancellation (of an enclosing scope: the test's) closed the consumer.
+function OPS.chan(ctx, op)
+  local T = ctx.T
+  local send, recv = tether.channel(op.cap)
+  local nsent, got, buffered = 0, {}, 0
+  local r = pack(pcall(tether.with_group, function(g)
+    g:spawn(function()
+      local _ <close> = send
+      for i = 1, op.n do
+        local ok, e = pcall(send.send, send, i)
+        if not ok then
+          if tether.BrokenResourceError:is(e) then return end     -- the consumer was cancelled
+          if not is_cancelled(e) then viol(T, "send raised %s", safe(e)) end
+          error(e, 0)
+        end
+        nsent = nsent + 1
+        if op.yields[i] then tether.checkpoint() end
+      end
+    end)
+    g:spawn(function()
+      local _ <close> = setmetatable({}, { __close = function()
+        buffered = recv:statistics().current_buffer_used
+        recv:close()
+      end })
+      for v in recv do got[#got + 1] = v end
+    end)
+  end))
+  for i, v in ipairs(got) do
+    if v ~= i then viol(T, "channel: value %d received at position %d (order or duplicate)", v, i) break end
+  end
+  if #got + buffered ~= nsent then
+    viol(T, "channel: %d sends returned, %d values received, %d left buffered", nsent, #got, buffered)
+  end
+  if r[1] then
+    if nsent ~= op.n or #got ~= op.n then viol(T, "channel: finished with %d sent, %d received of %d", nsent, #got, op.n) end
+    return
+  end
+  if not is_cancelled(r[2]) then viol(T, "the channel's group raised %s", safe(r[2])) end
+  rethrow(T, ctx.chain, r[2], "escaped the channel's group")
+end
+
+-- Hold the tree's shared Lock, Semaphore(2) or CapacityLimiter(2) over a
+-- sleep or checkpoint: never more holders than allowed; all free at the end.
+function OPS.acquire(ctx, op)
+  local T = ctx.T
+  local obj, max = T.sync[op.which], op.which == "lock" and 1 or 2
+  local guard = blocking(ctx, op.which .. ":acquire", obj.acquire, obj)
+  local _ <close> = guard
+  T.sync.holders[op.which] = T.sync.holders[op.which] + 1
+  local _ <close> = setmetatable({}, { __close = function()
+    T.sync.holders[op.which] = T.sync.holders[op.which] - 1
+  end })
+  if T.sync.holders[op.which] > max then
+    viol(T, "%d tasks hold the tree's %s at once (at most %d)", T.sync.holders[op.which], op.which, max)
+  end
+  if op.ms > 0 then blocking(ctx, "tether.sleep", tether.sleep, op.ms / 1000)
+  else blocking(ctx, "tether.checkpoint", tether.checkpoint) end
+end
+
 function OPS.tcancel(ctx, op)
   if #ctx.spawned == 0 then return end
   local s = ctx.spawned[(op.pick - 1) % #ctx.spawned + 1]
@@ -942,6 +1017,8 @@ function M.run(plan, opts)
   local T = {
     ledger = Ledger.new(tether), ntasks = 0, ngroups = 0, nscopes = 0, all_groups = {},
     raised_kinds = {}, daemon_limit = opts.daemon_limit or 20,
+    sync = { lock = tether.Lock(), sem = tether.Semaphore(2), lim = tether.CapacityLimiter(2),
+             holders = { lock = 0, sem = 0, lim = 0 } },
   }
   local hung
   local r = pack(pcall(tether.run, function()
@@ -982,6 +1059,10 @@ function M.run(plan, opts)
   if s.tasks ~= 0 or s.handles ~= 0 or s.timers ~= 0 or s.running ~= false then
     L:violation("after tether.run: stats tasks=%s handles=%s timers=%s running=%s",
       tostring(s.tasks), tostring(s.handles), tostring(s.timers), tostring(s.running))
+  end
+  if T.sync.lock:locked() or T.sync.sem.value ~= 2 or T.sync.lim.borrowed ~= 0 then
+    L:violation("after the tree: the Lock is %s, the Semaphore has %d units, the limiter lends %d tokens",
+      T.sync.lock:locked() and "held" or "free", T.sync.sem.value, T.sync.lim.borrowed)
   end
   L:verify()
   return {
