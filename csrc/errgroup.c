@@ -334,16 +334,19 @@ int tk_errorgroup_new(lua_State *L, int cls) {
 
 /* ---- ErrorGroup methods ----------------------------------------------- */
 
-static void check_eg(lua_State *L, tt_sched *S, int idx) {
-  luaL_argexpected(L, is_group(L, S, idx), idx, "tether.ErrorGroup");
+/* Self of ErrorGroup method `what` (as "eg:split"). */
+static void check_eg(lua_State *L, tt_sched *S, const char *what) {
+  if (!is_group(L, S, 1))
+    luaL_error(L, "bad self for '%s' (tether.ErrorGroup expected, got %s); "
+               "call it as a method", what, luaL_typename(L, 1));
 }
 
 /* eg:split(matcher) -> match, rest */
 static int l_eg_split(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
-  check_eg(L, S, 1);
-  luaL_checkany(L, 2);
-  check_matcher(L, S, 2, "bad argument #1 to 'split'", 0);
+  check_eg(L, S, "eg:split");
+  if (lua_isnone(L, 2)) tk_argerror(L, 1, "eg:split", "matcher expected");
+  check_matcher(L, S, 2, "bad argument #1 to 'eg:split'", 0);
   split(L, S, 1, 2);
   return 2;
 }
@@ -351,9 +354,9 @@ static int l_eg_split(lua_State *L) {
 /* eg:subgroup(matcher) -> match */
 static int l_eg_subgroup(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
-  check_eg(L, S, 1);
-  luaL_checkany(L, 2);
-  check_matcher(L, S, 2, "bad argument #1 to 'subgroup'", 0);
+  check_eg(L, S, "eg:subgroup");
+  if (lua_isnone(L, 2)) tk_argerror(L, 1, "eg:subgroup", "matcher expected");
+  check_matcher(L, S, 2, "bad argument #1 to 'eg:subgroup'", 0);
   split(L, S, 1, 2);
   lua_pop(L, 1);
   return 1;
@@ -363,7 +366,7 @@ static int l_eg_subgroup(lua_State *L) {
 static int l_eg_leaves(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
   int out, n;
-  check_eg(L, S, 1);
+  check_eg(L, S, "eg:leaves");
   lua_newtable(L);
   out = lua_gettop(L);
   lua_pushinteger(L, 0);
@@ -387,8 +390,13 @@ static int l_eg_leaves(lua_State *L) {
 static int l_eg_info(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
   lua_Integer i;
-  check_eg(L, S, 1);
-  i = luaL_checkinteger(L, 2);
+  int isint;
+  check_eg(L, S, "eg:info");
+  i = lua_tointegerx(L, 2, &isint);
+  if (!isint || lua_type(L, 2) != LUA_TNUMBER) {
+    lua_pushfstring(L, "integer expected, got %s", luaL_typename(L, 2));
+    tk_argerror(L, 1, "eg:info", lua_tostring(L, -1));
+  }
   if (lua_rawgetp(L, 1, &tt_info_key) != LUA_TTABLE) return 0;
   lua_rawgeti(L, -1, i);
   return 1;
@@ -424,6 +432,19 @@ static void check_handlers(lua_State *L, tt_sched *S, int idx,
     luaL_error(L, "bad argument #%d to '%s' (table of handlers expected, got "
                "%s)", idx, fname, luaL_typename(L, idx));
   n = (int)lua_rawlen(L, idx);
+  lua_pushnil(L);                       /* only the array part: no map */
+  while (lua_next(L, idx)) {
+    lua_Integer k;
+    int isint;
+    lua_pop(L, 1);
+    k = lua_tointegerx(L, -1, &isint);
+    if (lua_type(L, -1) != LUA_TNUMBER || !isint || k < 1 || k > n) {
+      lua_pushfstring(L, "handlers: an array of { matcher, function } pairs "
+                      "expected, got a table with a key of type %s (write "
+                      "{ { matcher, function }, ... })", luaL_typename(L, -1));
+      tk_argerror(L, idx, fname, lua_tostring(L, -1));
+    }
+  }
   for (i = 1; i <= n; i++) {
     snprintf(what, sizeof what, "bad argument #%d to '%s' (handler %d)", idx,
              fname, i);
@@ -557,7 +578,7 @@ static int tk_except(lua_State *L, tt_sched *S, int base) {
 static int l_except(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
   luaL_checkany(L, 1);
-  check_handlers(L, S, 2, "except");
+  check_handlers(L, S, 2, "tether.except");
   return tk_except(L, S, 1);
 }
 
@@ -572,7 +593,7 @@ static int k_catch(lua_State *L, int status, lua_KContext ctx) {
 static int l_catch(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
   if (!tk_is_callable(L, 1)) luaL_typeerror(L, 1, "function");
-  check_handlers(L, S, 2, "catch");
+  check_handlers(L, S, 2, "tether.catch");
   lua_settop(L, 2);
   lua_pushcfunction(L, tt_msgh);
   lua_pushvalue(L, 1);

@@ -208,7 +208,9 @@ static int l_class_call(lua_State *L) {
 
 /* Cls:is(value) -> boolean */
 static int l_class_is(lua_State *L) {
-  luaL_argexpected(L, tk_is_class(L, 1), 1, "error class");
+  if (!tk_is_class(L, 1))
+    luaL_error(L, "bad self for 'Cls:is' (error class expected, got %s); "
+               "call it as a method", luaL_typename(L, 1));
   lua_pushboolean(L, tk_isinstance(L, 2, 1));
   return 1;
 }

@@ -27,28 +27,29 @@ static void ts_cancel_daemons(tt_sched *S, tt_group *g) {
   } while (c != g->children);
 }
 
-/* Options of spawn/start: the index of the function, daemon flag, name. */
+static const char *const spawn_keys[] = { "name", "daemon", NULL };
+
+/* Options of spawn/start (`op` names the method, as "g:spawn"): the index of
+** the function, the daemon flag, and the index of the options (0: none). */
 static int spawn_args(lua_State *L, const char *op, int *daemon, int *nameidx) {
   int fidx = 2;
   *daemon = 0;
   *nameidx = 0;
   if (lua_istable(L, 2) && !tk_is_callable(L, 2)) {
-    int ty = lua_getfield(L, 2, "name");
+    int ty;
+    tk_check_opts(L, 2, op, spawn_keys);
+    ty = lua_getfield(L, 2, "name");
     lua_pop(L, 1);
     if (ty != LUA_TNIL && ty != LUA_TSTRING)
-      luaL_error(L, "bad argument #1 to '%s' (opts.name must be a string)", op);
+      tk_argerror(L, 1, op, "option 'name': string expected");
     if (ty == LUA_TSTRING) *nameidx = 2;
-    ty = lua_getfield(L, 2, "daemon");
-    if (ty != LUA_TNIL && ty != LUA_TBOOLEAN)
-      luaL_error(L, "bad argument #1 to '%s' (opts.daemon must be a boolean)",
-                 op);
-    *daemon = lua_toboolean(L, -1);
-    lua_pop(L, 1);
+    *daemon = tk_opt_bool(L, 2, "daemon", 0, op);
     fidx = 3;
   }
-  if (!tk_is_callable(L, fidx))
-    luaL_error(L, "bad argument #%d to '%s' (function expected, got %s)",
-               fidx - 1, op, luaL_typename(L, fidx));
+  if (!tk_is_callable(L, fidx)) {
+    lua_pushfstring(L, "function expected, got %s", luaL_typename(L, fidx));
+    tk_argerror(L, fidx - 1, op, lua_tostring(L, -1));
+  }
   return fidx;
 }
 
@@ -144,7 +145,7 @@ void ts_group_child_done(tt_sched *S, tt_task *t) {
   TT_LIST_REMOVE(g->children, t, glink);
   g->nlive--;
   if (!t->daemon) g->nwork--;
-  if (g->limit && g->lwaiters && g->nlive + g->nreserved < g->limit) {
+  if (g->limit && g->lwaiters && g->nwork + g->nreserved < g->limit) {
     tt_task *w = g->lwaiters;
     w->granted = 1;
     g->nreserved++;
@@ -257,22 +258,26 @@ static int k_group_body(lua_State *L, int status, lua_KContext ctx) {
   return k_group_join(L, LUA_OK, 0);
 }
 
+static const char *const group_keys[] = { "name", "limit", "policy", NULL };
+
 /* tether.with_group([opts,] body) -> body's results */
 int l_with_group(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
   tt_task *t;
   tt_group *g;
   int limit = 0, supervisor = 0, bidx = 1;
+  const char *fname = "tether.with_group";
   if (lua_istable(L, 1) && !tk_is_callable(L, 1)) {
     int ty;
     bidx = 2;
+    tk_check_opts(L, 1, fname, group_keys);
     ty = lua_getfield(L, 1, "limit");
     if (ty != LUA_TNIL) {
       lua_Integer n;
       int isint;
       n = lua_tointegerx(L, -1, &isint);
       if (ty != LUA_TNUMBER || !isint || n < 1 || n > 0x7fffffff)
-        luaL_argerror(L, 1, "opts.limit must be a positive integer");
+        tk_argerror(L, 1, fname, "option 'limit': positive integer expected");
       limit = (int)n;
     }
     ty = lua_getfield(L, 1, "policy");
@@ -280,15 +285,28 @@ int l_with_group(lua_State *L) {
       const char *p = lua_tostring(L, -1);
       if (ty != LUA_TSTRING ||
           (strcmp(p, "supervisor") != 0 && strcmp(p, "strict") != 0))
-        luaL_argerror(L, 1, "opts.policy must be \"strict\" or \"supervisor\"");
+        tk_argerror(L, 1, fname,
+                    "option 'policy': \"strict\" or \"supervisor\" expected");
       supervisor = p[0] == 's' && p[1] == 'u';
     }
     ty = lua_getfield(L, 1, "name");
     if (ty != LUA_TNIL && ty != LUA_TSTRING)
-      luaL_argerror(L, 1, "opts.name must be a string");
+      tk_argerror(L, 1, fname, "option 'name': string expected");
     lua_pop(L, 3);
   }
-  if (!tk_is_callable(L, bidx)) luaL_typeerror(L, bidx, "function");
+  if (!tk_is_callable(L, bidx)) {
+    lua_pushfstring(L, "%s expected, got %s",
+                    bidx == 1 ? "options table or function" : "function",
+                    luaL_typename(L, bidx));
+    tk_argerror(L, bidx, fname, lua_tostring(L, -1));
+  }
+  if (!lua_isnone(L, bidx + 1)) {
+    lua_pushfstring(L, "no argument expected after the body, got %s%s",
+                    luaL_typename(L, bidx + 1),
+                    lua_istable(L, bidx + 1) && bidx == 1
+                        ? " (options go first: with_group(opts, body))" : "");
+    tk_argerror(L, bidx + 1, fname, lua_tostring(L, -1));
+  }
   t = tk_current(L, S, "tether.with_group");
   lua_settop(L, bidx);
   if (bidx == 2) {                  /* the name, then drop opts */
@@ -398,10 +416,12 @@ static int tk_spawn(lua_State *L, int start, int granted) {
   tt_task *cur = NULL, *t;
   if (g->state == TT_G_CLOSED)
     return luaL_error(L, "%s: the task group is closed", op);
-  fidx = spawn_args(L, start ? "start" : "spawn", &daemon, &nameidx);
+  fidx = spawn_args(L, op, &daemon, &nameidx);
   if (start) cur = tk_current(L, S, op);
-  if (g->limit && !granted &&
-      (g->nlive + g->nreserved >= g->limit || g->lwaiters)) {
+  /* NOTE: daemons neither wait for nor hold a slot: the limit bounds the
+     main work, and a daemon lives until that work is done. */
+  if (g->limit && !granted && !daemon &&
+      (g->nwork + g->nreserved >= g->limit || g->lwaiters)) {
     cur = tk_current(L, S, op);
     if (ts_cancelled(cur)) return lua_yieldk(L, 0, 0, tk_checkpoint_k);
     TT_LIST_APPEND(g->lwaiters, cur, wlink);
@@ -431,7 +451,7 @@ static int tk_spawn(lua_State *L, int start, int granted) {
 }
 
 /* g:spawn([opts,] fn, ...) -> Task */
-static int l_spawn(lua_State *L) {
+int l_group_spawn(lua_State *L) {
   return tk_spawn(L, 0, 0);
 }
 
@@ -443,8 +463,11 @@ static int l_start(lua_State *L) {
 /* g:cancel([reason]) */
 static int l_group_cancel(lua_State *L) {
   tt_group *g = check_group(L, "g:cancel");
-  luaL_argexpected(L, lua_isnoneornil(L, 2) || lua_type(L, 2) == LUA_TSTRING,
-                   2, "string or nil");
+  if (!lua_isnoneornil(L, 2) && lua_type(L, 2) != LUA_TSTRING) {
+    lua_pushfstring(L, "reason: string or nil expected, got %s",
+                    luaL_typename(L, 2));
+    tk_argerror(L, 1, "g:cancel", lua_tostring(L, -1));
+  }
   if (g->state != TT_G_CLOSED) tk_cancel_reason(L, g->S, &g->scope, 2);
   return 0;
 }
@@ -491,7 +514,7 @@ static int l_group_gc(lua_State *L) {
 /* ---- tables and open -------------------------------------------------- */
 
 static const luaL_Reg group_methods[] = {
-  {"spawn", l_spawn},
+  {"spawn", l_group_spawn},
   {"start", l_start},
   {"cancel", l_group_cancel},
   {NULL, NULL}

@@ -272,6 +272,7 @@ void tk_group_record(lua_State *L, tt_group *g, int eidx, int tbidx, int nameidx
 void tk_group_fail(lua_State *L, tt_group *g, int nameidx);
 void ts_group_child_done(tt_sched *S, tt_task *t);
 int l_with_group(lua_State *L);
+int l_group_spawn(lua_State *L);
 tt_task *tk_group_spawn(lua_State *L, tt_group *g, int fidx);
 void tt_group_open(lua_State *L, tt_sched *S);
 

@@ -294,14 +294,19 @@ static double check_seconds(lua_State *L, int arg) {
 
 /* ---- bindings --------------------------------------------------------- */
 
+static const char *const scope_keys[] = { "timeout", "deadline", "shield",
+                                           NULL };
+
 /* tether.cancel_scope{ timeout = s | deadline = t, shield = bool } */
 static int l_cancel_scope(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
   l_scope *ls;
   double timeout = -1, deadline = 0;
   int shield = 0, has_deadline = 0;
-  if (!lua_isnoneornil(L, 1)) {
-    luaL_checktype(L, 1, LUA_TTABLE);
+  if (tk_check_opts(L, 1, "tether.cancel_scope", scope_keys)) {
+    if (!lua_isnone(L, 2))
+      tk_argerror(L, 2, "tether.cancel_scope", "no argument expected after "
+                  "the options");
     if (lua_getfield(L, 1, "timeout") != LUA_TNIL) {
       if (lua_type(L, -1) != LUA_TNUMBER || !(lua_tonumber(L, -1) >= 0))
         luaL_argerror(L, 1, "'timeout' must be a non-negative number");
@@ -333,7 +338,10 @@ static int l_cancel_scope(lua_State *L) {
 /* scope:run(fn, ...) -> true, ... | false */
 static int l_scope_run(lua_State *L) {
   tk_checkself(L, TT_UPSCHED(L)->scope_mt, SCOPE_MT, "scope:run");
-  if (!tk_is_callable(L, 2)) luaL_typeerror(L, 2, "function");
+  if (!tk_is_callable(L, 2)) {
+    lua_pushfstring(L, "function expected, got %s", luaL_typename(L, 2));
+    tk_argerror(L, 1, "scope:run", lua_tostring(L, -1));
+  }
   return tk_scope_run(L, RUN_SCOPE, "scope:run");
 }
 
@@ -341,8 +349,11 @@ static int l_scope_run(lua_State *L) {
 static int l_scope_cancel(lua_State *L) {
   l_scope *ls = tk_checkself(L, TT_UPSCHED(L)->scope_mt, SCOPE_MT,
                              "scope:cancel");
-  luaL_argexpected(L, lua_isnoneornil(L, 2) || lua_type(L, 2) == LUA_TSTRING,
-                   2, "string or nil");
+  if (!lua_isnoneornil(L, 2) && lua_type(L, 2) != LUA_TSTRING) {
+    lua_pushfstring(L, "reason: string or nil expected, got %s",
+                    luaL_typename(L, 2));
+    tk_argerror(L, 1, "scope:cancel", lua_tostring(L, -1));
+  }
   tk_cancel_reason(L, ls->S, &ls->s, 2);
   return 0;
 }

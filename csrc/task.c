@@ -406,8 +406,11 @@ static int l_task_wait(lua_State *L) {
 /* t:cancel([reason])  -- cancels that one task; its group is not failed */
 static int l_task_cancel(lua_State *L) {
   tt_task *t = check_task(L, "t:cancel");
-  luaL_argexpected(L, lua_isnoneornil(L, 2) || lua_type(L, 2) == LUA_TSTRING,
-                   2, "string or nil");
+  if (!lua_isnoneornil(L, 2) && lua_type(L, 2) != LUA_TSTRING) {
+    lua_pushfstring(L, "reason: string or nil expected, got %s",
+                    luaL_typename(L, 2));
+    tk_argerror(L, 1, "t:cancel", lua_tostring(L, -1));
+  }
   if (t->state != TT_T_DONE) tk_cancel_reason(L, t->S, &t->root, 2);
   return 0;
 }
