@@ -298,6 +298,39 @@ void tk_new_errorgroup(lua_State *L, tt_sched *S, const char *msg, int errs,
   lua_setmetatable(L, -2);
 }
 
+/*
+** A scope catches its own Cancelled and the error at `idx` passes it: if
+** that is an ErrorGroup with Cancelled leaves, replace it by the group of
+** the other leaves (same nesting and messages) and return 1; when every
+** leaf is a Cancelled, replace it by the first of them and return 2.
+** Otherwise leave it and return 0.  May raise (memory).
+*/
+int tk_eg_drop_cancelled(lua_State *L, tt_sched *S, int idx) {
+  idx = lua_absindex(L, idx);
+  if (!is_group(L, S, idx)) return 0;
+  tk_push_class(L, S, TT_CLS_CANCELLED);
+  split(L, S, idx, -1);                   /* class, match, rest */
+  if (lua_isnil(L, -2)) {
+    lua_pop(L, 3);
+    return 0;
+  }
+  if (!lua_isnil(L, -1)) {
+    lua_replace(L, idx);
+    lua_pop(L, 2);
+    return 1;
+  }
+  lua_pop(L, 1);
+  while (is_group(L, S, -1)) {            /* the first leaf of the match */
+    lua_getfield(L, -1, "errors");
+    lua_rawgeti(L, -1, 1);
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+  }
+  lua_replace(L, idx);
+  lua_pop(L, 1);
+  return 2;
+}
+
 /* ErrorGroup(message, errors): the constructor, for class `cls` (an
 ** ErrorGroup class) at index 1. */
 int tk_errorgroup_new(lua_State *L, int cls) {

@@ -191,22 +191,18 @@ tt_task *tk_group_spawn(lua_State *L, tt_group *g, int fidx) {
 
 /* ---- with_group -------------------------------------------------------- */
 
-/* Stack of with_group while it runs: 1 body, 2 group, 3 msgh, 4.. results */
-static int k_group_join(lua_State *L, int status, lua_KContext ctx) {
+/*
+** The group has closed: raise what it recorded, or an enclosing scope's
+** Cancelled, or return the body's results.  NOTE: as in Trio and AnyIO,
+** closing a group is a cancel point only when the join had to wait for
+** children (or the body itself was interrupted by that Cancelled).
+*/
+static int k_group_closed(lua_State *L, int status, lua_KContext ctx) {
   tt_group *g = lua_touserdata(L, 2);
   tt_sched *S = g->S;
   tt_task *t = S->current;
   tt_scope *s;
   (void)status; (void)ctx;
-  if (g->nwork == 0 && g->nlive > 0 && !g->daemons_cancelled)
-    ts_cancel_daemons(S, g);
-  if (g->nlive + g->nreserved > 0) {
-    g->state = TT_G_JOINING;
-    return tk_block(L, t, TT_W_JOIN, k_group_join);
-  }
-  ts_scope_exit(S, t, &g->scope);
-  ts_scope_release(L, &g->scope);
-  g->state = TT_G_CLOSED;
   if (g->nerr > 0 || g->lost_error) {
     lua_settop(L, 2);
     if (g->lost_error) {
@@ -222,8 +218,33 @@ static int k_group_join(lua_State *L, int status, lua_KContext ctx) {
     unref(L, &g->infos_ref);
     return lua_error(L);
   }
-  if ((s = ts_cancelled(t)) != NULL) return tk_raise_cancelled(L, S, s);
+  if ((g->waited || g->body_cancelled) && (s = ts_cancelled(t)) != NULL)
+    return tk_raise_cancelled(L, S, s);
   return g->body_returned ? lua_gettop(L) - 3 : 0;
+}
+
+/* Stack of with_group while it runs: 1 body, 2 group, 3 msgh, 4.. results */
+static int k_group_join(lua_State *L, int status, lua_KContext ctx) {
+  tt_group *g = lua_touserdata(L, 2);
+  tt_sched *S = g->S;
+  tt_task *t = S->current;
+  (void)status; (void)ctx;
+  if (g->nwork == 0 && g->nlive > 0 && !g->daemons_cancelled)
+    ts_cancel_daemons(S, g);
+  if (g->nlive + g->nreserved > 0) {
+    g->state = TT_G_JOINING;
+    g->waited = 1;
+    return tk_block(L, t, TT_W_JOIN, k_group_join);
+  }
+  if (!g->waited && !g->yielded) {    /* the exit yields once, still open: */
+    g->yielded = 1;                   /* a task spawned meanwhile is waited for */
+    g->state = TT_G_JOINING;
+    return tk_yield(L, t, k_group_join, 0);
+  }
+  ts_scope_exit(S, t, &g->scope);
+  ts_scope_release(L, &g->scope);
+  g->state = TT_G_CLOSED;
+  return k_group_closed(L, LUA_OK, 0);
 }
 
 /* Protected: the body's error at 1 goes into group 2, which it fails. */
@@ -243,7 +264,15 @@ static int k_group_body(lua_State *L, int status, lua_KContext ctx) {
   if (status == LUA_OK || status == LUA_YIELD) {
     g->body_returned = 1;
   } else {
-    if (!tk_is_cancelled(L, S, -1)) {     /* stack: ..., 4 error */
+    int live = 0;                         /* stack: ..., 4 error */
+    if (ts_cancelled(S->current)) {
+      /* the group's own Cancelled, out of an ErrorGroup too */
+      if (ts_cancelled_from(&g->scope) == &g->scope)
+        tk_eg_drop_cancelled(L, S, -1);
+      live = tk_is_cancelled(L, S, -1);
+    }
+    g->body_cancelled = (uint8_t)live;
+    if (!live) {                          /* a stale Cancelled is an error */
       lua_pushcfunction(L, l_group_body_failed);
       lua_insert(L, 4);
       lua_pushlightuserdata(L, g);
@@ -367,8 +396,10 @@ static int k_start(lua_State *L, int status, lua_KContext ctx) {
   tt_task *c = lua_touserdata(L, -1);
   (void)status; (void)ctx;
   if (!c->starting) {
+    tt_scope *s = ts_cancelled(S->current);
     tk_push_ref(L, c->start_ref);
     unref(L, &c->start_ref);
+    if (s) return tk_raise_cancelled(L, S, s); /* a checkpoint (contract 2) */
     return 1;
   }
   if (c->state != TT_T_DONE)
@@ -423,14 +454,14 @@ static int tk_spawn(lua_State *L, int start, int granted) {
   if (g->limit && !granted && !daemon &&
       (g->nwork + g->nreserved >= g->limit || g->lwaiters)) {
     cur = tk_current(L, S, op);
-    if (ts_cancelled(cur)) return lua_yieldk(L, 0, 0, tk_checkpoint_k);
+    if (ts_cancelled(cur)) return tk_yield(L, cur, tk_checkpoint_k, 0);
     TT_LIST_APPEND(g->lwaiters, cur, wlink);
     cur->wlist = &g->lwaiters;
     cur->granted = 0;
     cur->state = TT_T_BLOCKED;
     cur->wait = TT_W_LIMIT;
     cur->wake_cancel = 0;
-    return lua_yieldk(L, 0, start, k_spawn_slot);
+    return tk_yield(L, cur, k_spawn_slot, start);
   }
   if (!start) {
     tk_group_add(L, S, g, fidx, nameidx, daemon, &g->scope);

@@ -125,6 +125,9 @@ struct tt_task {
   uint8_t forever;          /* TT_W_SLEEP without a deadline */
   uint8_t reraise;          /* our code re-raises an error: keep its traceback */
   int start_ref;            /* the value passed to started() */
+  int ytop;                 /* stack top at its last tk_yield */
+  lua_KFunction yk;         /* ... and the continuation and context given */
+  lua_KContext yctx;
 };
 
 enum { TT_G_OPEN, TT_G_JOINING, TT_G_CLOSED };
@@ -148,6 +151,9 @@ struct tt_group {
   uint8_t body_returned;
   uint8_t daemons_cancelled;
   uint8_t lost_error;       /* an error could not be recorded (no memory) */
+  uint8_t waited;           /* the join had to wait for children */
+  uint8_t yielded;          /* the join yielded once without waiting */
+  uint8_t body_cancelled;   /* the body ended by a Cancelled */
 };
 
 /* Registry refs of the error classes, kept in the scheduler. */
@@ -192,6 +198,12 @@ struct tt_sched {
   int task_mt, group_mt, scope_mt; /* registry refs of metatables */
   int io_mt[TT_MT_N];       /* ... of the I/O kinds (io.h) */
   char *scratch;            /* libuv reads land here (io_stream.c) */
+  /* A task's coroutine resumed by hand: the thread whose coroutine.resume
+     must raise, its own hook (restored first), and the message. */
+  lua_State *fh_L;
+  lua_Hook fh_hook;
+  int fh_mask, fh_count;
+  char fh_msg[200];
 };
 
 /* Registry keys (addresses, never strings). */
@@ -226,6 +238,7 @@ const char *tk_opt_str(lua_State *L, int idx, const char *key,
 uint64_t ts_now(void);
 void ts_ready(tt_sched *S, tt_task *t);
 void ts_wake(tt_task *t, int cancel);
+int tk_yield(lua_State *L, tt_task *t, lua_KFunction k, lua_KContext ctx);
 int tk_block(lua_State *L, tt_task *t, int wait, lua_KFunction k);
 tt_task *tk_current(lua_State *L, tt_sched *S, const char *op);
 int tk_checkpoint_k(lua_State *L, int status, lua_KContext ctx);
@@ -265,6 +278,7 @@ void ts_task_finished(tt_sched *S, lua_State *L, tt_task *t);
 void ts_task_unanchor(lua_State *L, tt_task *t);
 void tk_push_current_traceback(lua_State *L, tt_sched *S, int eidx);
 int tk_is_cancelled(lua_State *L, tt_sched *S, int idx);
+int tk_task_outcome(lua_State *L, tt_sched *S, tt_task *t, int idx);
 void tt_task_open(lua_State *L, tt_sched *S);
 
 /* group.c */
@@ -290,6 +304,7 @@ void tk_new_errorgroup(lua_State *L, tt_sched *S, const char *msg, int errs, int
 int tk_errorgroup_new(lua_State *L, int cls);
 int l_errorgroup_tostring(lua_State *L);
 int tk_is_errorgroup_class(lua_State *L, tt_sched *S, int idx);
+int tk_eg_drop_cancelled(lua_State *L, tt_sched *S, int idx);
 void tt_errgroup_open(lua_State *L, tt_sched *S);
 
 /* gather.c */

@@ -159,13 +159,19 @@ void ts_cancel(tt_sched *S, tt_scope *s, int reason) {
   if (s->active) ts_wake_subtree(s);
 }
 
-/* The cancelled scope that reaches scope `s`, or NULL (level-triggered). */
+/*
+** The cancelled scope that reaches scope `s`, or NULL (level-triggered).
+** When several are cancelled, the outermost below the nearest shield (as in
+** Trio): its Cancelled is the one raised, and it is the scope that catches
+** it, so the code between the inner and the outer scope does not run.
+*/
 tt_scope *ts_cancelled_from(tt_scope *s) {
+  tt_scope *found = NULL;
   for (; s != NULL; s = s->parent) {
-    if (s->cancel_called) return s;
-    if (s->shield) return NULL;
+    if (s->cancel_called) found = s;
+    if (s->shield) break;
   }
-  return NULL;
+  return found;
 }
 
 /* The cancelled scope that reaches task `t` now, or NULL. */
@@ -244,7 +250,12 @@ static int k_scope_run(lua_State *L, int status, lua_KContext mode) {
     }
     return lua_gettop(L) - 2;
   }
-  if (ls->s.cancel_called && tk_is_cancelled(L, S, -1)) {
+  /* NOTE: the scope catches a Cancelled only when it is the outermost
+     cancelled scope that reaches its code (Trio); it also takes its
+     Cancelled out of an ErrorGroup passing through, and a group with
+     nothing else in it is absorbed like a Cancelled. */
+  if (ls->s.cancel_called && ts_cancelled_from(&ls->s) == &ls->s &&
+      (tk_is_cancelled(L, S, -1) || tk_eg_drop_cancelled(L, S, -1) == 2)) {
     ls->s.caught = 1;
     if (mode == RUN_FAIL_AFTER) {
       char msg[80];
@@ -371,6 +382,11 @@ static int l_scope_index(lua_State *L) {
   } else if (strcmp(k, "shield") == 0) {
     lua_pushboolean(L, ls->s.shield);
   } else if (strcmp(k, "cancel_called") == 0) {
+    /* a deadline that has passed counts, also before the scope has run
+       (as in Trio): the scope is then cancelled now */
+    if (!ls->s.cancel_called && (ls->s.active || !ls->s.used) &&
+        ls->s.timer.deadline != TT_NEVER && ls->s.timer.deadline <= ts_now())
+      ts_cancel(ls->S, &ls->s, TT_REASON_DEADLINE);
     lua_pushboolean(L, ls->s.cancel_called);
   } else if (strcmp(k, "cancelled_caught") == 0) {
     lua_pushboolean(L, ls->s.caught);

@@ -58,7 +58,8 @@ static int k_task(lua_State *co, int status, lua_KContext ctx) {
     t->outcome = TT_O_OK;
     return lua_gettop(co) - 2;
   }
-  t->outcome = tk_is_cancelled(co, S, -1) ? TT_O_CANCELLED : TT_O_FAILED;
+  if (ts_cancelled_from(&t->root)) tk_eg_drop_cancelled(co, S, -1);
+  t->outcome = tk_task_outcome(co, S, t, -1);
   return 1;
 }
 
@@ -269,6 +270,18 @@ int tt_msgh(lua_State *L) {
   return 1;
 }
 
+/*
+** The outcome of task `t` that ends with the error at `idx`: CANCELLED for
+** a Cancelled while one of the task's scopes is cancelled; FAILED for
+** anything else, a stale Cancelled (re-raised after its scope was left)
+** included, so that it is reported (contract 3).
+*/
+int tk_task_outcome(lua_State *L, tt_sched *S, tt_task *t, int idx) {
+  if (tk_is_cancelled(L, S, idx) && ts_cancelled_from(&t->root))
+    return TT_O_CANCELLED;
+  return TT_O_FAILED;
+}
+
 /* Our own code re-raises an error: keep the traceback of where it began. */
 void tk_reraise_mark(lua_State *L, tt_sched *S) {
   (void)L;
@@ -397,7 +410,7 @@ static int l_task_wait(lua_State *L) {
   tt_task *cur = tk_current(L, S, "t:wait");
   if (t == cur) return luaL_error(L, "t:wait: a task cannot wait for itself");
   if (t->state == TT_T_DONE || ts_cancelled(cur))
-    return lua_yieldk(L, 0, 0, tk_checkpoint_k);
+    return tk_yield(L, cur, tk_checkpoint_k, 0);
   TT_LIST_APPEND(t->waiters, cur, wlink);
   cur->wlist = &t->waiters;
   return tk_block(L, cur, TT_W_TASK, tk_cancellable_k);
