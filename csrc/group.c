@@ -525,10 +525,11 @@ static int l_group_index(lua_State *L) {
 static int l_group_tostring(lua_State *L) {
   tt_group *g = check_group(L, "TaskGroup");
   tk_push_ref(L, g->name_ref);
-  lua_pushfstring(L, "tether.TaskGroup '%s' (%s, %d tasks)",
+  lua_pushfstring(L, "tether.TaskGroup '%s' (%s, %d task%s)",
                   lua_tostring(L, -1),
                   g->state == TT_G_CLOSED ? "closed" :
-                  g->state == TT_G_JOINING ? "joining" : "open", g->nlive);
+                  g->state == TT_G_JOINING ? "joining" : "open", g->nlive,
+                  g->nlive == 1 ? "" : "s");
   return 1;
 }
 

@@ -315,6 +315,7 @@ void tk_io_push_wait(lua_State *L, tt_task *t);
 void tk_io_dump(lua_State *L, tt_sched *S, int lines);
 
 /* dump.c */
+void tk_dump_push(lua_State *L, tt_sched *S);
 void tt_dump_open(lua_State *L, tt_sched *S);
 
 #endif

@@ -147,6 +147,12 @@ static void ts_abandon(tt_sched *S, tt_scope *s) {
   }
 }
 
+/* Protected, for l_run: the dump of the run (light userdata 1). */
+static int l_dump_protected(lua_State *L) {
+  tk_dump_push(L, lua_touserdata(L, 1));
+  return 1;
+}
+
 /* ---- core functions --------------------------------------------------- */
 
 /* Monotonic time in ns. */
@@ -439,6 +445,7 @@ static void ts_close_handles(tt_sched *S) {
 static int l_run(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
   int nargs = lua_gettop(L) - 1, deadlocked = 0, abandoned = 0;
+  int dump_ref = LUA_NOREF;
   uint64_t polled = 0;
   struct sigaction old;
   tt_task *root;
@@ -481,6 +488,13 @@ static int l_run(lua_State *L) {
       /* Nothing is ready and nothing can make anything ready. */
       if (!deadlocked) {
         deadlocked = 1;
+        /* what every task waits on, before the cancellation unwinds them */
+        lua_pushcfunction(L, l_dump_protected);
+        lua_pushlightuserdata(L, S);
+        if (lua_pcall(L, 1, 1, 0) == LUA_OK)
+          dump_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        else
+          lua_pop(L, 1);
         ts_cancel(S, &root->root, TT_REASON_DEADLOCK);
         continue;
       }
@@ -508,10 +522,18 @@ static int l_run(lua_State *L) {
     return lua_error(L);
   }
   if (deadlocked && (abandoned || root->outcome == TT_O_CANCELLED)) {
-    tk_new_error(L, S, TT_CLS_ERROR, "tether.run: deadlock: every task is "
-                 "blocked and nothing can wake them");
+    tk_push_ref(L, dump_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, dump_ref);
+    lua_pushfstring(L, "tether.run: deadlock: every task is blocked and "
+                    "nothing can wake them%s%s",
+                    lua_isstring(L, -1) ? ":\n" : "",
+                    lua_isstring(L, -1) ? lua_tostring(L, -1) : "");
+    tk_new_error(L, S, TT_CLS_ERROR, lua_tostring(L, -1));
+    lua_pushvalue(L, -3);
+    lua_setfield(L, -2, "dump");
     return lua_error(L);
   }
+  luaL_unref(L, LUA_REGISTRYINDEX, dump_ref);
   lua_checkstack(L, root->nres + LUA_MINSTACK);
   if (root->outcome != TT_O_OK) {
     lua_xmove(root->co, L, 1);

@@ -222,6 +222,34 @@ static int tt_task_main(lua_State *co) {
   return k_task(co, lua_pcallk(co, n - 2, LUA_MULTRET, 2, 0, k_task), 0);
 }
 
+/*
+** Push the traceback of the error being handled, for l_capture_traceback
+** (level 0) under tt_msgh (level 1).  NOTE: it starts at the function that
+** raised (level 2) when that is a Lua function (a runtime error: the
+** faulting line), and at its caller when it is a C function (error, assert,
+** a bad argument); the C frames at the bottom of a task ("[C]: in ?": the
+** task's body, gather's runner) say nothing and are left out.
+*/
+static void push_task_traceback(lua_State *L) {
+  lua_Debug ar;
+  const char *tb, *end;
+  size_t len;
+  static const char tail[] = "\n\t[C]: in ?";
+  int level = 2;
+  if (lua_getstack(L, 2, &ar) && lua_getinfo(L, "S", &ar) && ar.what[0] == 'C')
+    level = 3;
+  luaL_traceback(L, L, NULL, level);
+  tb = lua_tolstring(L, -1, &len);
+  end = tb + len;
+  while ((size_t)(end - tb) >= sizeof tail - 1 &&
+         memcmp(end - (sizeof tail - 1), tail, sizeof tail - 1) == 0)
+    end -= sizeof tail - 1;
+  if ((size_t)(end - tb) != len) {
+    lua_pushlstring(L, tb, (size_t)(end - tb));
+    lua_remove(L, -2);
+  }
+}
+
 /* Protected, for tt_msgh: record in task 2 the traceback of error 1. */
 static int l_capture_traceback(lua_State *L) {
   tt_task *t = lua_touserdata(L, 2);
@@ -237,8 +265,7 @@ static int l_capture_traceback(lua_State *L) {
   lua_createtable(L, 2, 0);
   lua_pushvalue(L, 1);
   lua_rawseti(L, -2, 1);
-  /* level 2: above this function and the message handler */
-  luaL_traceback(L, L, NULL, 3);
+  push_task_traceback(L);
   lua_rawseti(L, -2, 2);
   lua_setiuservalue(L, 2, TT_UV_ERRTB);
   return 0;
