@@ -204,9 +204,31 @@ static void add_part(lua_State *L, int parts) {
   lua_rawseti(L, parts, (lua_Integer)lua_rawlen(L, parts) + 1);
 }
 
+/* The number of leaves under the group at `eg`. */
+static int count_leaves(lua_State *L, tt_sched *S, int eg, int depth) {
+  int i, n, c = 0;
+  luaL_checkstack(L, 4, "error groups nested too deeply");
+  lua_getfield(L, eg, "errors");
+  n = lua_istable(L, -1) ? tk_len_n(L, -1) : 0;
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    c += is_group(L, S, -1) && depth < 200
+             ? count_leaves(L, S, lua_gettop(L), depth + 1) : 1;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return c;
+}
+
+/* NOTE: as CPython's traceback module renders big exception groups: the
+** first 15 errors of each group and 10 levels of nesting are shown, then
+** "... and N more errors"; eg.errors keeps them all. */
+#define RENDER_WIDTH 15
+#define RENDER_DEPTH 10
+
 /* Render the group at `eg` into `parts`, its lines indented by `depth`. */
 static void render(lua_State *L, tt_sched *S, int eg, int parts, int depth) {
-  int i, n;
+  int i, n, shown;
   char indent[64];
   int w = depth * 4 < 56 ? depth * 4 : 56;
   memset(indent, ' ', (size_t)w);
@@ -236,7 +258,8 @@ static void render(lua_State *L, tt_sched *S, int eg, int parts, int depth) {
                   lua_tostring(L, -1), n, n == 1 ? "" : "s");
   add_part(L, parts);
   lua_pop(L, 2);
-  for (i = 1; i <= n; i++) {
+  shown = n > RENDER_WIDTH ? RENDER_WIDTH : n;
+  for (i = 1; i <= shown; i++) {
     int e, info;
     lua_rawgeti(L, -2, i);
     e = lua_gettop(L);
@@ -252,7 +275,12 @@ static void render(lua_State *L, tt_sched *S, int eg, int parts, int depth) {
       }
       lua_pop(L, 1);
     }
-    if (is_group(L, S, e) && depth < 32) {
+    if (is_group(L, S, e) && depth + 1 >= RENDER_DEPTH) {
+      int c = count_leaves(L, S, e, 0);
+      lua_pushfstring(L, "... and %d more error%s (nested more than %d levels "
+                      "deep)", c, c == 1 ? "" : "s", RENDER_DEPTH);
+      add_part(L, parts);
+    } else if (is_group(L, S, e)) {
       render(L, S, e, parts, depth + 1);
     } else {
       char sub[72];
@@ -271,6 +299,11 @@ static void render(lua_State *L, tt_sched *S, int eg, int parts, int depth) {
       }
     }
     lua_settop(L, info - 2);
+  }
+  if (n > shown) {
+    lua_pushfstring(L, "\n%s  ... and %d more error%s", indent, n - shown,
+                    n - shown == 1 ? "" : "s");
+    add_part(L, parts);
   }
   lua_pop(L, 2);
 }
