@@ -204,6 +204,40 @@ static void add_part(lua_State *L, int parts) {
   lua_rawseti(L, parts, (lua_Integer)lua_rawlen(L, parts) + 1);
 }
 
+/* Add "spawned at f.lua:12 by 'parent' < 'root'" for the info at `info`,
+** where it says so. */
+static void add_origin(lua_State *L, int info, int parts, const char *sub) {
+  int top = lua_gettop(L), i, n = 0;
+  luaL_checkstack(L, 8, "error info");
+  lua_pushstring(L, "");                          /* the text so far */
+  if (lua_getfield(L, info, "spawned_at") == LUA_TSTRING) {
+    lua_pushfstring(L, "spawned at %s", lua_tostring(L, -1));
+    lua_replace(L, top + 1);
+    n++;
+  }
+  lua_pop(L, 1);
+  if (lua_getfield(L, info, "parents") == LUA_TTABLE) {
+    int np = (int)lua_rawlen(L, -1);
+    for (i = 1; i <= np && i <= 32; i++) {
+      if (lua_rawgeti(L, top + 2, i) != LUA_TSTRING) {
+        lua_pop(L, 1);
+        continue;
+      }
+      lua_pushfstring(L, "%s%s'%s'", lua_tostring(L, top + 1),
+                      i == 1 ? (n ? " by " : "in a task of ") : " < ",
+                      lua_tostring(L, -1));
+      lua_replace(L, top + 1);
+      lua_pop(L, 1);
+      n++;
+    }
+  }
+  if (n) {
+    lua_pushfstring(L, "\n%s%s", sub, lua_tostring(L, top + 1));
+    add_part(L, parts);
+  }
+  lua_settop(L, top);
+}
+
 /* The number of leaves under the group at `eg`. */
 static int count_leaves(lua_State *L, tt_sched *S, int eg, int depth) {
   int i, n, c = 0;
@@ -288,6 +322,7 @@ static void render(lua_State *L, tt_sched *S, int eg, int parts, int depth) {
       tk_push_safe_tostring(L, e);
       add_indented(L, parts, lua_tostring(L, -1), sub);
       lua_pop(L, 1);
+      if (lua_istable(L, info)) add_origin(L, info, parts, sub);
       if (lua_istable(L, info)) {
         lua_getfield(L, info, "traceback");
         if (lua_isstring(L, -1)) {

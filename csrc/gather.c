@@ -233,6 +233,7 @@ static int k_first_child(lua_State *L, int status, lua_KContext ctx) {
   lua_setfield(L, -2, "task");
   tk_push_current_traceback(L, S, -4);
   lua_setfield(L, -2, "traceback");
+  tk_set_task_origin(L, S->current);
   lua_rawseti(L, -2, n);
   return 0;
 }

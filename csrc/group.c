@@ -103,6 +103,13 @@ static int l_group_note_lost(lua_State *L) {
 */
 void tk_group_record(lua_State *L, tt_group *g, int eidx, int tbidx,
                      int nameidx) {
+  tk_group_record_task(L, g, eidx, tbidx, nameidx, NULL);
+}
+
+/* The same, for an error of task `t` (NULL: none): its info also says
+** where it was spawned and by whom (tk_set_task_origin). */
+void tk_group_record_task(lua_State *L, tt_group *g, int eidx, int tbidx,
+                          int nameidx, tt_task *t) {
   int n = g->nerr + 1;
   eidx = lua_absindex(L, eidx);
   tbidx = lua_absindex(L, tbidx);
@@ -114,6 +121,7 @@ void tk_group_record(lua_State *L, tt_group *g, int eidx, int tbidx,
   lua_setfield(L, -2, "task");
   lua_pushvalue(L, tbidx);
   lua_setfield(L, -2, "traceback");
+  if (t) tk_set_task_origin(L, t);
   lua_rawseti(L, -2, n);
   lua_pop(L, 1);
   tk_push_ref(L, g->errors_ref);
@@ -173,6 +181,7 @@ static tt_task *tk_group_add(lua_State *L, tt_sched *S, tt_group *g, int fidx,
     lua_remove(L, -2);
   }
   lua_setiuservalue(L, -2, TT_UV_NAME);
+  tk_task_mark_spawn(L, t);
   t->daemon = (uint8_t)daemon;
   t->group = g;
   t->root.parent = parent;
@@ -252,7 +261,7 @@ static int l_group_body_failed(lua_State *L) {
   tt_group *g = lua_touserdata(L, 2);
   tk_push_current_traceback(L, g->S, 1);
   tk_push_task_name(L, g->S->current);
-  tk_group_record(L, g, 1, 3, 4);
+  tk_group_record_task(L, g, 1, 3, 4, g->S->current);
   tk_group_fail(L, g, 4);
   return 0;
 }

@@ -94,7 +94,9 @@ enum {
 enum { TT_O_NONE, TT_O_OK, TT_O_FAILED, TT_O_CANCELLED };
 
 /* Task userdata user values. */
-enum { TT_UV_CO = 1, TT_UV_NAME, TT_UV_ERRTB, TT_TASK_NUV = TT_UV_ERRTB };
+enum { TT_UV_CO = 1, TT_UV_NAME, TT_UV_ERRTB,
+       TT_UV_SPAWN,             /* the function that spawned it (spawn_line) */
+       TT_TASK_NUV = TT_UV_SPAWN };
 
 struct tt_task {
   tt_scope root;            /* the task's own scope (t:cancel cancels it) */
@@ -126,6 +128,7 @@ struct tt_task {
   uint8_t reraise;          /* our code re-raises an error: keep its traceback */
   int start_ref;            /* the value passed to started() */
   int ytop;                 /* stack top at its last tk_yield */
+  int spawn_line;           /* line of the spawn call; 0 when unknown */
   lua_KFunction yk;         /* ... and the continuation and context given */
   lua_KContext yctx;
 };
@@ -271,6 +274,8 @@ void tt_scope_open(lua_State *L, tt_sched *S);
 tt_task *tk_task_new(lua_State *L, tt_sched *S, int fidx, int nargs);
 void tk_push_task(lua_State *L, tt_task *t);
 void tk_push_task_name(lua_State *L, tt_task *t);
+void tk_task_mark_spawn(lua_State *L, tt_task *t);
+void tk_set_task_origin(lua_State *L, tt_task *t);
 const char *ts_wait_name(int wait);
 int tt_msgh(lua_State *L);
 void tk_reraise_mark(lua_State *L, tt_sched *S);
@@ -283,6 +288,8 @@ void tt_task_open(lua_State *L, tt_sched *S);
 
 /* group.c */
 void tk_group_record(lua_State *L, tt_group *g, int eidx, int tbidx, int nameidx);
+void tk_group_record_task(lua_State *L, tt_group *g, int eidx, int tbidx,
+                          int nameidx, tt_task *t);
 void tk_group_fail(lua_State *L, tt_group *g, int nameidx);
 void ts_group_child_done(tt_sched *S, tt_task *t);
 int l_with_group(lua_State *L);

@@ -95,7 +95,7 @@ static int l_record_failure(lua_State *L) {
   lua_xmove(t->co, L, 1);                 /* 3: error */
   push_traceback(L, 2, 3);                /* 4: traceback */
   push_name_at(L, t, 2);                  /* 5: name */
-  tk_group_record(L, g, 3, 4, 5);
+  tk_group_record_task(L, g, 3, 4, 5, t);
   if (!g->supervisor) tk_group_fail(L, g, 5);
   return 0;
 }
@@ -194,6 +194,53 @@ void tk_push_task_name(lua_State *L, tt_task *t) {
   tk_push_task(L, t);
   push_name_at(L, t, -1);
   lua_remove(L, -2);
+}
+
+/*
+** Remember where the task whose userdata is on top of the stack was
+** spawned: the innermost Lua frame of `L` above the spawning C function
+** (for gather and first, the user's call).  Keeps that frame's function
+** (for its source, looked up when needed) and the current line.
+*/
+void tk_task_mark_spawn(lua_State *L, tt_task *t) {
+  lua_Debug ar;
+  int level;
+  for (level = 1; level < 8 && lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "fl", &ar);
+    if (ar.currentline > 0) {
+      t->spawn_line = ar.currentline;
+      lua_setiuservalue(L, -2, TT_UV_SPAWN);
+      return;
+    }
+    lua_pop(L, 1);
+  }
+}
+
+/*
+** Set the fields spawned_at ("file.lua:12", where known) and parents (the
+** names of the tasks whose groups hold `t`, nearest first, up to the root)
+** on the table on top of the stack, for an ErrorGroup's info.
+*/
+void tk_set_task_origin(lua_State *L, tt_task *t) {
+  int info = lua_gettop(L), n = 0;
+  tt_task *p;
+  if (t->spawn_line > 0 && t->slot) {
+    lua_Debug ar;
+    tk_push_task(L, t);
+    lua_getiuservalue(L, -1, TT_UV_SPAWN);
+    lua_getinfo(L, ">S", &ar);
+    lua_pushfstring(L, "%s:%d", ar.short_src, t->spawn_line);
+    lua_setfield(L, info, "spawned_at");
+    lua_settop(L, info);
+  }
+  lua_newtable(L);
+  for (p = t->group ? t->group->scope.owner : NULL; p != NULL && p->slot;
+       p = p->group ? p->group->scope.owner : NULL) {
+    tk_push_task_name(L, p);
+    lua_rawseti(L, -2, ++n);
+    if (n > 1000) break;
+  }
+  lua_setfield(L, info, "parents");
 }
 
 const char *ts_wait_name(int wait) {
