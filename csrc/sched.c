@@ -306,8 +306,9 @@ tt_task *tk_current(lua_State *L, tt_sched *S, const char *op) {
     luaL_error(L, "%s: called from a coroutine that tether does not manage",
                op);
   if (!lua_isyieldable(L))
-    luaL_error(L, "%s: cannot block here (inside a metamethod, an iterator "
-               "or a C function such as table.sort)", op);
+    luaL_error(L, "%s: cannot block here (in a function that a C function "
+               "calls, such as tostring's __tostring, a table.sort comparator "
+               "or a string.gsub callback, or in a finalizer)", op);
   return t;
 }
 
