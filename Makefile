@@ -81,7 +81,7 @@ deps:
 
 test: rockspec-check
 	@.ci/deps.sh $(TEST_DEBS)
-	@$(MAKE) --no-print-directory all $(ALLOC_HARNESS)
+	@$(MAKE) --no-print-directory -s all $(ALLOC_HARNESS)
 	@.ci/suite --build build
 
 check: rockspec-check

@@ -9,8 +9,10 @@ static void add(lua_State *L, int parts) {
   lua_rawseti(L, parts, (lua_Integer)lua_rawlen(L, parts) + 1);
 }
 
-/* Push "file:line" of the innermost Lua frame of `co`, or "?". */
-static void push_where(lua_State *L, lua_State *co) {
+/* Push "file:line" of the innermost Lua frame of `co`; for a task that
+** runs only C functions (g:spawn(tether.sleep, 1)), the C function it
+** runs, by the task's name. */
+static void push_where(lua_State *L, lua_State *co, tt_task *t) {
   lua_Debug ar;
   int level;
   for (level = 0; lua_getstack(co, level, &ar); level++) {
@@ -20,7 +22,31 @@ static void push_where(lua_State *L, lua_State *co) {
       return;
     }
   }
-  lua_pushliteral(L, "?");
+  tk_push_task_name(L, t);
+  lua_pushfstring(L, "a C function (no Lua frame in task '%s')",
+                  lua_tostring(L, -1));
+  lua_remove(L, -2);
+}
+
+/* Push what a blocked task waits for, in words. */
+static void push_waits_for(lua_State *L, tt_task *t) {
+  if (t->wait == TT_W_TASK && t->wlist) {
+    tt_task *o = (tt_task *)((char *)t->wlist - offsetof(tt_task, waiters));
+    tk_push_task_name(L, o);
+    lua_pushfstring(L, "t:wait (waits for task '%s')", lua_tostring(L, -1));
+    lua_remove(L, -2);
+  } else if (t->wait == TT_W_JOIN && t->scope &&
+             t->scope->kind == TT_SCOPE_GROUP) {
+    tt_group *g = (tt_group *)t->scope;
+    tk_push_ref(L, g->name_ref);
+    lua_pushfstring(L, "with_group (waits for the %d task%s of group '%s')",
+                    g->nlive, g->nlive == 1 ? "" : "s", lua_tostring(L, -1));
+    lua_remove(L, -2);
+  } else if (t->wait == TT_W_IO) {
+    tk_io_push_wait(L, t);
+  } else {
+    lua_pushstring(L, ts_wait_name(t->wait));
+  }
 }
 
 static void dump_task(lua_State *L, tt_sched *S, tt_task *t, int parts,
@@ -37,7 +63,7 @@ static void dump_task(lua_State *L, tt_sched *S, tt_task *t, int parts,
   if (t->state == TT_T_BLOCKED &&
       (t->wait == TT_W_SYNC || t->wait == TT_W_RELOCK)) {
     tk_sync_describe(L, t);
-    push_where(L, t->co);
+    push_where(L, t->co, t);
     lua_pushfstring(L, " waits on %s at %s", lua_tostring(L, -2),
                     lua_tostring(L, -1));
     lua_remove(L, -2);
@@ -53,11 +79,10 @@ static void dump_task(lua_State *L, tt_sched *S, tt_task *t, int parts,
     } else if (t->wait == TT_W_SLEEP) {
       snprintf(left, sizeof left, " (forever)");
     }
-    push_where(L, t->co);
-    if (t->wait == TT_W_IO) tk_io_push_wait(L, t);
-    else lua_pushstring(L, ts_wait_name(t->wait));
-    lua_pushfstring(L, " blocked in %s%s at %s", lua_tostring(L, -1), left,
-                    lua_tostring(L, -2));
+    push_waits_for(L, t);
+    push_where(L, t->co, t);
+    lua_pushfstring(L, " blocked in %s%s at %s", lua_tostring(L, -2), left,
+                    lua_tostring(L, -1));
     lua_remove(L, -2);
     lua_remove(L, -2);
     add(L, parts);
@@ -77,8 +102,9 @@ static void dump_scope(lua_State *L, tt_sched *S, tt_scope *s, int parts,
   } else if (s->kind == TT_SCOPE_GROUP) {
     tt_group *g = (tt_group *)s;
     lua_rawgeti(L, LUA_REGISTRYINDEX, g->name_ref);
-    lua_pushfstring(L, "%sgroup '%s' (%d tasks%s%s)", pad, lua_tostring(L, -1),
-                    g->nlive, g->state == TT_G_JOINING ? ", joining" : "",
+    lua_pushfstring(L, "%sgroup '%s' (%d task%s%s%s)", pad, lua_tostring(L, -1),
+                    g->nlive, g->nlive == 1 ? "" : "s",
+                    g->state == TT_G_JOINING ? ", joining" : "",
                     s->cancel_called ? ", cancelled" : "");
     lua_remove(L, -2);
     add(L, parts);
@@ -109,28 +135,35 @@ static void dump_scope(lua_State *L, tt_sched *S, tt_scope *s, int parts,
 
 /* ---- bindings --------------------------------------------------------- */
 
+/* Push the dump of the run of `S` (which must be active). */
+void tk_dump_push(lua_State *L, tt_sched *S) {
+  luaL_Buffer b;
+  int i, n, base = lua_gettop(L) + 1;
+  lua_newtable(L);                                    /* base: the lines */
+  lua_pushfstring(L, "tether: %d live task%s", S->ntasks,
+                  S->ntasks == 1 ? "" : "s");
+  add(L, base);
+  dump_scope(L, S, &S->root->root, base, 1);
+  tk_io_dump(L, S, base);
+  n = (int)lua_rawlen(L, base);
+  luaL_buffinit(L, &b);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, base, i);
+    luaL_addvalue(&b);
+  }
+  luaL_pushresult(&b);
+  lua_remove(L, base);
+}
+
 /* tether.dump() -> text */
 static int l_dump(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
-  luaL_Buffer b;
-  int i, n;
   if (!S->running || S->root == NULL) {
     lua_pushliteral(L, "tether: no run is active");
     return 1;
   }
   lua_settop(L, 0);
-  lua_newtable(L);                                    /* 1: the lines */
-  lua_pushfstring(L, "tether: %d live tasks", S->ntasks);
-  add(L, 1);
-  dump_scope(L, S, &S->root->root, 1, 1);
-  tk_io_dump(L, S, 1);
-  n = (int)lua_rawlen(L, 1);
-  luaL_buffinit(L, &b);
-  for (i = 1; i <= n; i++) {
-    lua_rawgeti(L, 1, i);
-    luaL_addvalue(&b);
-  }
-  luaL_pushresult(&b);
+  tk_dump_push(L, S);
   return 1;
 }
 

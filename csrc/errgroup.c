@@ -204,9 +204,65 @@ static void add_part(lua_State *L, int parts) {
   lua_rawseti(L, parts, (lua_Integer)lua_rawlen(L, parts) + 1);
 }
 
+/* Add "spawned at f.lua:12 by 'parent' < 'root'" for the info at `info`,
+** where it says so. */
+static void add_origin(lua_State *L, int info, int parts, const char *sub) {
+  int top = lua_gettop(L), i, n = 0;
+  luaL_checkstack(L, 8, "error info");
+  lua_pushstring(L, "");                          /* the text so far */
+  if (lua_getfield(L, info, "spawned_at") == LUA_TSTRING) {
+    lua_pushfstring(L, "spawned at %s", lua_tostring(L, -1));
+    lua_replace(L, top + 1);
+    n++;
+  }
+  lua_pop(L, 1);
+  if (lua_getfield(L, info, "parents") == LUA_TTABLE) {
+    int np = (int)lua_rawlen(L, -1);
+    for (i = 1; i <= np && i <= 32; i++) {
+      if (lua_rawgeti(L, top + 2, i) != LUA_TSTRING) {
+        lua_pop(L, 1);
+        continue;
+      }
+      lua_pushfstring(L, "%s%s'%s'", lua_tostring(L, top + 1),
+                      i == 1 ? (n ? " by " : "in a task of ") : " < ",
+                      lua_tostring(L, -1));
+      lua_replace(L, top + 1);
+      lua_pop(L, 1);
+      n++;
+    }
+  }
+  if (n) {
+    lua_pushfstring(L, "\n%s%s", sub, lua_tostring(L, top + 1));
+    add_part(L, parts);
+  }
+  lua_settop(L, top);
+}
+
+/* The number of leaves under the group at `eg`. */
+static int count_leaves(lua_State *L, tt_sched *S, int eg, int depth) {
+  int i, n, c = 0;
+  luaL_checkstack(L, 4, "error groups nested too deeply");
+  lua_getfield(L, eg, "errors");
+  n = lua_istable(L, -1) ? tk_len_n(L, -1) : 0;
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    c += is_group(L, S, -1) && depth < 200
+             ? count_leaves(L, S, lua_gettop(L), depth + 1) : 1;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return c;
+}
+
+/* NOTE: as CPython's traceback module renders big exception groups: the
+** first 15 errors of each group and 10 levels of nesting are shown, then
+** "... and N more errors"; eg.errors keeps them all. */
+#define RENDER_WIDTH 15
+#define RENDER_DEPTH 10
+
 /* Render the group at `eg` into `parts`, its lines indented by `depth`. */
 static void render(lua_State *L, tt_sched *S, int eg, int parts, int depth) {
-  int i, n;
+  int i, n, shown;
   char indent[64];
   int w = depth * 4 < 56 ? depth * 4 : 56;
   memset(indent, ' ', (size_t)w);
@@ -236,7 +292,8 @@ static void render(lua_State *L, tt_sched *S, int eg, int parts, int depth) {
                   lua_tostring(L, -1), n, n == 1 ? "" : "s");
   add_part(L, parts);
   lua_pop(L, 2);
-  for (i = 1; i <= n; i++) {
+  shown = n > RENDER_WIDTH ? RENDER_WIDTH : n;
+  for (i = 1; i <= shown; i++) {
     int e, info;
     lua_rawgeti(L, -2, i);
     e = lua_gettop(L);
@@ -252,7 +309,12 @@ static void render(lua_State *L, tt_sched *S, int eg, int parts, int depth) {
       }
       lua_pop(L, 1);
     }
-    if (is_group(L, S, e) && depth < 32) {
+    if (is_group(L, S, e) && depth + 1 >= RENDER_DEPTH) {
+      int c = count_leaves(L, S, e, 0);
+      lua_pushfstring(L, "... and %d more error%s (nested more than %d levels "
+                      "deep)", c, c == 1 ? "" : "s", RENDER_DEPTH);
+      add_part(L, parts);
+    } else if (is_group(L, S, e)) {
       render(L, S, e, parts, depth + 1);
     } else {
       char sub[72];
@@ -260,6 +322,7 @@ static void render(lua_State *L, tt_sched *S, int eg, int parts, int depth) {
       tk_push_safe_tostring(L, e);
       add_indented(L, parts, lua_tostring(L, -1), sub);
       lua_pop(L, 1);
+      if (lua_istable(L, info)) add_origin(L, info, parts, sub);
       if (lua_istable(L, info)) {
         lua_getfield(L, info, "traceback");
         if (lua_isstring(L, -1)) {
@@ -271,6 +334,11 @@ static void render(lua_State *L, tt_sched *S, int eg, int parts, int depth) {
       }
     }
     lua_settop(L, info - 2);
+  }
+  if (n > shown) {
+    lua_pushfstring(L, "\n%s  ... and %d more error%s", indent, n - shown,
+                    n - shown == 1 ? "" : "s");
+    add_part(L, parts);
   }
   lua_pop(L, 2);
 }
@@ -296,6 +364,39 @@ void tk_new_errorgroup(lua_State *L, tt_sched *S, const char *msg, int errs,
   lua_rawsetp(L, -2, &tt_info_key);
   tk_push_class(L, S, TT_CLS_ERRORGROUP);
   lua_setmetatable(L, -2);
+}
+
+/*
+** A scope catches its own Cancelled and the error at `idx` passes it: if
+** that is an ErrorGroup with Cancelled leaves, replace it by the group of
+** the other leaves (same nesting and messages) and return 1; when every
+** leaf is a Cancelled, replace it by the first of them and return 2.
+** Otherwise leave it and return 0.  May raise (memory).
+*/
+int tk_eg_drop_cancelled(lua_State *L, tt_sched *S, int idx) {
+  idx = lua_absindex(L, idx);
+  if (!is_group(L, S, idx)) return 0;
+  tk_push_class(L, S, TT_CLS_CANCELLED);
+  split(L, S, idx, -1);                   /* class, match, rest */
+  if (lua_isnil(L, -2)) {
+    lua_pop(L, 3);
+    return 0;
+  }
+  if (!lua_isnil(L, -1)) {
+    lua_replace(L, idx);
+    lua_pop(L, 2);
+    return 1;
+  }
+  lua_pop(L, 1);
+  while (is_group(L, S, -1)) {            /* the first leaf of the match */
+    lua_getfield(L, -1, "errors");
+    lua_rawgeti(L, -1, 1);
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+  }
+  lua_replace(L, idx);
+  lua_pop(L, 1);
+  return 2;
 }
 
 /* ErrorGroup(message, errors): the constructor, for class `cls` (an
@@ -334,16 +435,19 @@ int tk_errorgroup_new(lua_State *L, int cls) {
 
 /* ---- ErrorGroup methods ----------------------------------------------- */
 
-static void check_eg(lua_State *L, tt_sched *S, int idx) {
-  luaL_argexpected(L, is_group(L, S, idx), idx, "tether.ErrorGroup");
+/* Self of ErrorGroup method `what` (as "eg:split"). */
+static void check_eg(lua_State *L, tt_sched *S, const char *what) {
+  if (!is_group(L, S, 1))
+    luaL_error(L, "bad self for '%s' (tether.ErrorGroup expected, got %s); "
+               "call it as a method", what, luaL_typename(L, 1));
 }
 
 /* eg:split(matcher) -> match, rest */
 static int l_eg_split(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
-  check_eg(L, S, 1);
-  luaL_checkany(L, 2);
-  check_matcher(L, S, 2, "bad argument #1 to 'split'", 0);
+  check_eg(L, S, "eg:split");
+  if (lua_isnone(L, 2)) tk_argerror(L, 1, "eg:split", "matcher expected");
+  check_matcher(L, S, 2, "bad argument #1 to 'eg:split'", 0);
   split(L, S, 1, 2);
   return 2;
 }
@@ -351,9 +455,9 @@ static int l_eg_split(lua_State *L) {
 /* eg:subgroup(matcher) -> match */
 static int l_eg_subgroup(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
-  check_eg(L, S, 1);
-  luaL_checkany(L, 2);
-  check_matcher(L, S, 2, "bad argument #1 to 'subgroup'", 0);
+  check_eg(L, S, "eg:subgroup");
+  if (lua_isnone(L, 2)) tk_argerror(L, 1, "eg:subgroup", "matcher expected");
+  check_matcher(L, S, 2, "bad argument #1 to 'eg:subgroup'", 0);
   split(L, S, 1, 2);
   lua_pop(L, 1);
   return 1;
@@ -363,7 +467,7 @@ static int l_eg_subgroup(lua_State *L) {
 static int l_eg_leaves(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
   int out, n;
-  check_eg(L, S, 1);
+  check_eg(L, S, "eg:leaves");
   lua_newtable(L);
   out = lua_gettop(L);
   lua_pushinteger(L, 0);
@@ -387,8 +491,13 @@ static int l_eg_leaves(lua_State *L) {
 static int l_eg_info(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
   lua_Integer i;
-  check_eg(L, S, 1);
-  i = luaL_checkinteger(L, 2);
+  int isint;
+  check_eg(L, S, "eg:info");
+  i = lua_tointegerx(L, 2, &isint);
+  if (!isint || lua_type(L, 2) != LUA_TNUMBER) {
+    lua_pushfstring(L, "integer expected, got %s", luaL_typename(L, 2));
+    tk_argerror(L, 1, "eg:info", lua_tostring(L, -1));
+  }
   if (lua_rawgetp(L, 1, &tt_info_key) != LUA_TTABLE) return 0;
   lua_rawgeti(L, -1, i);
   return 1;
@@ -424,6 +533,19 @@ static void check_handlers(lua_State *L, tt_sched *S, int idx,
     luaL_error(L, "bad argument #%d to '%s' (table of handlers expected, got "
                "%s)", idx, fname, luaL_typename(L, idx));
   n = (int)lua_rawlen(L, idx);
+  lua_pushnil(L);                       /* only the array part: no map */
+  while (lua_next(L, idx)) {
+    lua_Integer k;
+    int isint;
+    lua_pop(L, 1);
+    k = lua_tointegerx(L, -1, &isint);
+    if (lua_type(L, -1) != LUA_TNUMBER || !isint || k < 1 || k > n) {
+      lua_pushfstring(L, "handlers: an array of { matcher, function } pairs "
+                      "expected, got a table with a key of type %s (write "
+                      "{ { matcher, function }, ... })", luaL_typename(L, -1));
+      tk_argerror(L, idx, fname, lua_tostring(L, -1));
+    }
+  }
   for (i = 1; i <= n; i++) {
     snprintf(what, sizeof what, "bad argument #%d to '%s' (handler %d)", idx,
              fname, i);
@@ -557,7 +679,7 @@ static int tk_except(lua_State *L, tt_sched *S, int base) {
 static int l_except(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
   luaL_checkany(L, 1);
-  check_handlers(L, S, 2, "except");
+  check_handlers(L, S, 2, "tether.except");
   return tk_except(L, S, 1);
 }
 
@@ -572,7 +694,7 @@ static int k_catch(lua_State *L, int status, lua_KContext ctx) {
 static int l_catch(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
   if (!tk_is_callable(L, 1)) luaL_typeerror(L, 1, "function");
-  check_handlers(L, S, 2, "catch");
+  check_handlers(L, S, 2, "tether.catch");
   lua_settop(L, 2);
   lua_pushcfunction(L, tt_msgh);
   lua_pushvalue(L, 1);

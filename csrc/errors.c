@@ -171,6 +171,10 @@ static int l_error_class(lua_State *L) {
     tk_push_class(L, S, TT_CLS_ERROR);
   } else {
     luaL_argexpected(L, tk_is_class(L, 2), 2, "error class");
+    tk_push_class(L, S, TT_CLS_CANCELLED);
+    if (lua_rawequal(L, 2, -1))
+      return luaL_error(L, "tether.error_class: tether.Cancelled cannot be "
+                        "subclassed (only tether raises cancellations)");
     lua_settop(L, 2);
   }
   tk_make_class(L, 1, 2);
@@ -182,6 +186,12 @@ static int l_class_call(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
   int fields = 0, nargs = lua_gettop(L);
   if (tk_is_errorgroup_class(L, S, 1)) return tk_errorgroup_new(L, 1);
+  tk_push_class(L, S, TT_CLS_CANCELLED);
+  if (lua_rawequal(L, 1, -1))
+    return luaL_error(L, "tether.Cancelled cannot be constructed: only "
+                      "tether raises cancellations (a failure can never pass "
+                      "for one)");
+  lua_pop(L, 1);
   lua_settop(L, 3);
   if (lua_istable(L, 2) && nargs < 3) fields = 2;
   else if (!lua_isnoneornil(L, 3)) {
@@ -208,7 +218,9 @@ static int l_class_call(lua_State *L) {
 
 /* Cls:is(value) -> boolean */
 static int l_class_is(lua_State *L) {
-  luaL_argexpected(L, tk_is_class(L, 1), 1, "error class");
+  if (!tk_is_class(L, 1))
+    luaL_error(L, "bad self for 'Cls:is' (error class expected, got %s); "
+               "call it as a method", luaL_typename(L, 1));
   lua_pushboolean(L, tk_isinstance(L, 2, 1));
   return 1;
 }

@@ -27,28 +27,29 @@ static void ts_cancel_daemons(tt_sched *S, tt_group *g) {
   } while (c != g->children);
 }
 
-/* Options of spawn/start: the index of the function, daemon flag, name. */
+static const char *const spawn_keys[] = { "name", "daemon", NULL };
+
+/* Options of spawn/start (`op` names the method, as "g:spawn"): the index of
+** the function, the daemon flag, and the index of the options (0: none). */
 static int spawn_args(lua_State *L, const char *op, int *daemon, int *nameidx) {
   int fidx = 2;
   *daemon = 0;
   *nameidx = 0;
   if (lua_istable(L, 2) && !tk_is_callable(L, 2)) {
-    int ty = lua_getfield(L, 2, "name");
+    int ty;
+    tk_check_opts(L, 2, op, spawn_keys);
+    ty = lua_getfield(L, 2, "name");
     lua_pop(L, 1);
     if (ty != LUA_TNIL && ty != LUA_TSTRING)
-      luaL_error(L, "bad argument #1 to '%s' (opts.name must be a string)", op);
+      tk_argerror(L, 1, op, "option 'name': string expected");
     if (ty == LUA_TSTRING) *nameidx = 2;
-    ty = lua_getfield(L, 2, "daemon");
-    if (ty != LUA_TNIL && ty != LUA_TBOOLEAN)
-      luaL_error(L, "bad argument #1 to '%s' (opts.daemon must be a boolean)",
-                 op);
-    *daemon = lua_toboolean(L, -1);
-    lua_pop(L, 1);
+    *daemon = tk_opt_bool(L, 2, "daemon", 0, op);
     fidx = 3;
   }
-  if (!tk_is_callable(L, fidx))
-    luaL_error(L, "bad argument #%d to '%s' (function expected, got %s)",
-               fidx - 1, op, luaL_typename(L, fidx));
+  if (!tk_is_callable(L, fidx)) {
+    lua_pushfstring(L, "function expected, got %s", luaL_typename(L, fidx));
+    tk_argerror(L, fidx - 1, op, lua_tostring(L, -1));
+  }
   return fidx;
 }
 
@@ -102,6 +103,13 @@ static int l_group_note_lost(lua_State *L) {
 */
 void tk_group_record(lua_State *L, tt_group *g, int eidx, int tbidx,
                      int nameidx) {
+  tk_group_record_task(L, g, eidx, tbidx, nameidx, NULL);
+}
+
+/* The same, for an error of task `t` (NULL: none): its info also says
+** where it was spawned and by whom (tk_set_task_origin). */
+void tk_group_record_task(lua_State *L, tt_group *g, int eidx, int tbidx,
+                          int nameidx, tt_task *t) {
   int n = g->nerr + 1;
   eidx = lua_absindex(L, eidx);
   tbidx = lua_absindex(L, tbidx);
@@ -113,6 +121,7 @@ void tk_group_record(lua_State *L, tt_group *g, int eidx, int tbidx,
   lua_setfield(L, -2, "task");
   lua_pushvalue(L, tbidx);
   lua_setfield(L, -2, "traceback");
+  if (t) tk_set_task_origin(L, t);
   lua_rawseti(L, -2, n);
   lua_pop(L, 1);
   tk_push_ref(L, g->errors_ref);
@@ -144,7 +153,7 @@ void ts_group_child_done(tt_sched *S, tt_task *t) {
   TT_LIST_REMOVE(g->children, t, glink);
   g->nlive--;
   if (!t->daemon) g->nwork--;
-  if (g->limit && g->lwaiters && g->nlive + g->nreserved < g->limit) {
+  if (g->limit && g->lwaiters && g->nwork + g->nreserved < g->limit) {
     tt_task *w = g->lwaiters;
     w->granted = 1;
     g->nreserved++;
@@ -172,6 +181,7 @@ static tt_task *tk_group_add(lua_State *L, tt_sched *S, tt_group *g, int fidx,
     lua_remove(L, -2);
   }
   lua_setiuservalue(L, -2, TT_UV_NAME);
+  tk_task_mark_spawn(L, t);
   t->daemon = (uint8_t)daemon;
   t->group = g;
   t->root.parent = parent;
@@ -190,22 +200,18 @@ tt_task *tk_group_spawn(lua_State *L, tt_group *g, int fidx) {
 
 /* ---- with_group -------------------------------------------------------- */
 
-/* Stack of with_group while it runs: 1 body, 2 group, 3 msgh, 4.. results */
-static int k_group_join(lua_State *L, int status, lua_KContext ctx) {
+/*
+** The group has closed: raise what it recorded, or an enclosing scope's
+** Cancelled, or return the body's results.  NOTE: as in Trio and AnyIO,
+** closing a group is a cancel point only when the join had to wait for
+** children (or the body itself was interrupted by that Cancelled).
+*/
+static int k_group_closed(lua_State *L, int status, lua_KContext ctx) {
   tt_group *g = lua_touserdata(L, 2);
   tt_sched *S = g->S;
   tt_task *t = S->current;
   tt_scope *s;
   (void)status; (void)ctx;
-  if (g->nwork == 0 && g->nlive > 0 && !g->daemons_cancelled)
-    ts_cancel_daemons(S, g);
-  if (g->nlive + g->nreserved > 0) {
-    g->state = TT_G_JOINING;
-    return tk_block(L, t, TT_W_JOIN, k_group_join);
-  }
-  ts_scope_exit(S, t, &g->scope);
-  ts_scope_release(L, &g->scope);
-  g->state = TT_G_CLOSED;
   if (g->nerr > 0 || g->lost_error) {
     lua_settop(L, 2);
     if (g->lost_error) {
@@ -221,8 +227,33 @@ static int k_group_join(lua_State *L, int status, lua_KContext ctx) {
     unref(L, &g->infos_ref);
     return lua_error(L);
   }
-  if ((s = ts_cancelled(t)) != NULL) return tk_raise_cancelled(L, S, s);
+  if ((g->waited || g->body_cancelled) && (s = ts_cancelled(t)) != NULL)
+    return tk_raise_cancelled(L, S, s);
   return g->body_returned ? lua_gettop(L) - 3 : 0;
+}
+
+/* Stack of with_group while it runs: 1 body, 2 group, 3 msgh, 4.. results */
+static int k_group_join(lua_State *L, int status, lua_KContext ctx) {
+  tt_group *g = lua_touserdata(L, 2);
+  tt_sched *S = g->S;
+  tt_task *t = S->current;
+  (void)status; (void)ctx;
+  if (g->nwork == 0 && g->nlive > 0 && !g->daemons_cancelled)
+    ts_cancel_daemons(S, g);
+  if (g->nlive + g->nreserved > 0) {
+    g->state = TT_G_JOINING;
+    g->waited = 1;
+    return tk_block(L, t, TT_W_JOIN, k_group_join);
+  }
+  if (!g->waited && !g->yielded) {    /* the exit yields once, still open: */
+    g->yielded = 1;                   /* a task spawned meanwhile is waited for */
+    g->state = TT_G_JOINING;
+    return tk_yield(L, t, k_group_join, 0);
+  }
+  ts_scope_exit(S, t, &g->scope);
+  ts_scope_release(L, &g->scope);
+  g->state = TT_G_CLOSED;
+  return k_group_closed(L, LUA_OK, 0);
 }
 
 /* Protected: the body's error at 1 goes into group 2, which it fails. */
@@ -230,7 +261,7 @@ static int l_group_body_failed(lua_State *L) {
   tt_group *g = lua_touserdata(L, 2);
   tk_push_current_traceback(L, g->S, 1);
   tk_push_task_name(L, g->S->current);
-  tk_group_record(L, g, 1, 3, 4);
+  tk_group_record_task(L, g, 1, 3, 4, g->S->current);
   tk_group_fail(L, g, 4);
   return 0;
 }
@@ -242,7 +273,15 @@ static int k_group_body(lua_State *L, int status, lua_KContext ctx) {
   if (status == LUA_OK || status == LUA_YIELD) {
     g->body_returned = 1;
   } else {
-    if (!tk_is_cancelled(L, S, -1)) {     /* stack: ..., 4 error */
+    int live = 0;                         /* stack: ..., 4 error */
+    if (ts_cancelled(S->current)) {
+      /* the group's own Cancelled, out of an ErrorGroup too */
+      if (ts_cancelled_from(&g->scope) == &g->scope)
+        tk_eg_drop_cancelled(L, S, -1);
+      live = tk_is_cancelled(L, S, -1);
+    }
+    g->body_cancelled = (uint8_t)live;
+    if (!live) {                          /* a stale Cancelled is an error */
       lua_pushcfunction(L, l_group_body_failed);
       lua_insert(L, 4);
       lua_pushlightuserdata(L, g);
@@ -257,22 +296,26 @@ static int k_group_body(lua_State *L, int status, lua_KContext ctx) {
   return k_group_join(L, LUA_OK, 0);
 }
 
+static const char *const group_keys[] = { "name", "limit", "policy", NULL };
+
 /* tether.with_group([opts,] body) -> body's results */
 int l_with_group(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
   tt_task *t;
   tt_group *g;
   int limit = 0, supervisor = 0, bidx = 1;
+  const char *fname = "tether.with_group";
   if (lua_istable(L, 1) && !tk_is_callable(L, 1)) {
     int ty;
     bidx = 2;
+    tk_check_opts(L, 1, fname, group_keys);
     ty = lua_getfield(L, 1, "limit");
     if (ty != LUA_TNIL) {
       lua_Integer n;
       int isint;
       n = lua_tointegerx(L, -1, &isint);
       if (ty != LUA_TNUMBER || !isint || n < 1 || n > 0x7fffffff)
-        luaL_argerror(L, 1, "opts.limit must be a positive integer");
+        tk_argerror(L, 1, fname, "option 'limit': positive integer expected");
       limit = (int)n;
     }
     ty = lua_getfield(L, 1, "policy");
@@ -280,15 +323,28 @@ int l_with_group(lua_State *L) {
       const char *p = lua_tostring(L, -1);
       if (ty != LUA_TSTRING ||
           (strcmp(p, "supervisor") != 0 && strcmp(p, "strict") != 0))
-        luaL_argerror(L, 1, "opts.policy must be \"strict\" or \"supervisor\"");
+        tk_argerror(L, 1, fname,
+                    "option 'policy': \"strict\" or \"supervisor\" expected");
       supervisor = p[0] == 's' && p[1] == 'u';
     }
     ty = lua_getfield(L, 1, "name");
     if (ty != LUA_TNIL && ty != LUA_TSTRING)
-      luaL_argerror(L, 1, "opts.name must be a string");
+      tk_argerror(L, 1, fname, "option 'name': string expected");
     lua_pop(L, 3);
   }
-  if (!tk_is_callable(L, bidx)) luaL_typeerror(L, bidx, "function");
+  if (!tk_is_callable(L, bidx)) {
+    lua_pushfstring(L, "%s expected, got %s",
+                    bidx == 1 ? "options table or function" : "function",
+                    luaL_typename(L, bidx));
+    tk_argerror(L, bidx, fname, lua_tostring(L, -1));
+  }
+  if (!lua_isnone(L, bidx + 1)) {
+    lua_pushfstring(L, "no argument expected after the body, got %s%s",
+                    luaL_typename(L, bidx + 1),
+                    lua_istable(L, bidx + 1) && bidx == 1
+                        ? " (options go first: with_group(opts, body))" : "");
+    tk_argerror(L, bidx + 1, fname, lua_tostring(L, -1));
+  }
   t = tk_current(L, S, "tether.with_group");
   lua_settop(L, bidx);
   if (bidx == 2) {                  /* the name, then drop opts */
@@ -349,8 +405,10 @@ static int k_start(lua_State *L, int status, lua_KContext ctx) {
   tt_task *c = lua_touserdata(L, -1);
   (void)status; (void)ctx;
   if (!c->starting) {
+    tt_scope *s = ts_cancelled(S->current);
     tk_push_ref(L, c->start_ref);
     unref(L, &c->start_ref);
+    if (s) return tk_raise_cancelled(L, S, s); /* a checkpoint (contract 2) */
     return 1;
   }
   if (c->state != TT_T_DONE)
@@ -398,19 +456,21 @@ static int tk_spawn(lua_State *L, int start, int granted) {
   tt_task *cur = NULL, *t;
   if (g->state == TT_G_CLOSED)
     return luaL_error(L, "%s: the task group is closed", op);
-  fidx = spawn_args(L, start ? "start" : "spawn", &daemon, &nameidx);
+  fidx = spawn_args(L, op, &daemon, &nameidx);
   if (start) cur = tk_current(L, S, op);
-  if (g->limit && !granted &&
-      (g->nlive + g->nreserved >= g->limit || g->lwaiters)) {
+  /* NOTE: daemons neither wait for nor hold a slot: the limit bounds the
+     main work, and a daemon lives until that work is done. */
+  if (g->limit && !granted && !daemon &&
+      (g->nwork + g->nreserved >= g->limit || g->lwaiters)) {
     cur = tk_current(L, S, op);
-    if (ts_cancelled(cur)) return lua_yieldk(L, 0, 0, tk_checkpoint_k);
+    if (ts_cancelled(cur)) return tk_yield(L, cur, tk_checkpoint_k, 0);
     TT_LIST_APPEND(g->lwaiters, cur, wlink);
     cur->wlist = &g->lwaiters;
     cur->granted = 0;
     cur->state = TT_T_BLOCKED;
     cur->wait = TT_W_LIMIT;
     cur->wake_cancel = 0;
-    return lua_yieldk(L, 0, start, k_spawn_slot);
+    return tk_yield(L, cur, k_spawn_slot, start);
   }
   if (!start) {
     tk_group_add(L, S, g, fidx, nameidx, daemon, &g->scope);
@@ -431,7 +491,7 @@ static int tk_spawn(lua_State *L, int start, int granted) {
 }
 
 /* g:spawn([opts,] fn, ...) -> Task */
-static int l_spawn(lua_State *L) {
+int l_group_spawn(lua_State *L) {
   return tk_spawn(L, 0, 0);
 }
 
@@ -443,8 +503,11 @@ static int l_start(lua_State *L) {
 /* g:cancel([reason]) */
 static int l_group_cancel(lua_State *L) {
   tt_group *g = check_group(L, "g:cancel");
-  luaL_argexpected(L, lua_isnoneornil(L, 2) || lua_type(L, 2) == LUA_TSTRING,
-                   2, "string or nil");
+  if (!lua_isnoneornil(L, 2) && lua_type(L, 2) != LUA_TSTRING) {
+    lua_pushfstring(L, "reason: string or nil expected, got %s",
+                    luaL_typename(L, 2));
+    tk_argerror(L, 1, "g:cancel", lua_tostring(L, -1));
+  }
   if (g->state != TT_G_CLOSED) tk_cancel_reason(L, g->S, &g->scope, 2);
   return 0;
 }
@@ -471,10 +534,11 @@ static int l_group_index(lua_State *L) {
 static int l_group_tostring(lua_State *L) {
   tt_group *g = check_group(L, "TaskGroup");
   tk_push_ref(L, g->name_ref);
-  lua_pushfstring(L, "tether.TaskGroup '%s' (%s, %d tasks)",
+  lua_pushfstring(L, "tether.TaskGroup '%s' (%s, %d task%s)",
                   lua_tostring(L, -1),
                   g->state == TT_G_CLOSED ? "closed" :
-                  g->state == TT_G_JOINING ? "joining" : "open", g->nlive);
+                  g->state == TT_G_JOINING ? "joining" : "open", g->nlive,
+                  g->nlive == 1 ? "" : "s");
   return 1;
 }
 
@@ -491,7 +555,7 @@ static int l_group_gc(lua_State *L) {
 /* ---- tables and open -------------------------------------------------- */
 
 static const luaL_Reg group_methods[] = {
-  {"spawn", l_spawn},
+  {"spawn", l_group_spawn},
   {"start", l_start},
   {"cancel", l_group_cancel},
   {NULL, NULL}

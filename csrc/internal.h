@@ -96,7 +96,9 @@ enum {
 enum { TT_O_NONE, TT_O_OK, TT_O_FAILED, TT_O_CANCELLED };
 
 /* Task userdata user values. */
-enum { TT_UV_CO = 1, TT_UV_NAME, TT_UV_ERRTB, TT_TASK_NUV = TT_UV_ERRTB };
+enum { TT_UV_CO = 1, TT_UV_NAME, TT_UV_ERRTB,
+       TT_UV_SPAWN,             /* the function that spawned it (spawn_line) */
+       TT_TASK_NUV = TT_UV_SPAWN };
 
 struct tt_task {
   tt_scope root;            /* the task's own scope (t:cancel cancels it) */
@@ -128,6 +130,10 @@ struct tt_task {
   uint8_t forever;          /* TT_W_SLEEP without a deadline */
   uint8_t reraise;          /* our code re-raises an error: keep its traceback */
   int start_ref;            /* the value passed to started() */
+  int ytop;                 /* stack top at its last tk_yield */
+  int spawn_line;           /* line of the spawn call; 0 when unknown */
+  lua_KFunction yk;         /* ... and the continuation and context given */
+  lua_KContext yctx;
 };
 
 enum { TT_G_OPEN, TT_G_JOINING, TT_G_CLOSED };
@@ -151,6 +157,9 @@ struct tt_group {
   uint8_t body_returned;
   uint8_t daemons_cancelled;
   uint8_t lost_error;       /* an error could not be recorded (no memory) */
+  uint8_t waited;           /* the join had to wait for children */
+  uint8_t yielded;          /* the join yielded once without waiting */
+  uint8_t body_cancelled;   /* the body ended by a Cancelled */
 };
 
 /* Registry refs of the error classes, kept in the scheduler. */
@@ -195,6 +204,12 @@ struct tt_sched {
   int task_mt, group_mt, scope_mt; /* registry refs of metatables */
   int io_mt[TT_MT_N];       /* ... of the I/O kinds (io.h) */
   char *scratch;            /* libuv reads land here (io_stream.c) */
+  /* A task's coroutine resumed by hand: the thread whose coroutine.resume
+     must raise, its own hook (restored first), and the message. */
+  lua_State *fh_L;
+  lua_Hook fh_hook;
+  int fh_mask, fh_count;
+  char fh_msg[200];
 };
 
 /* Registry keys (addresses, never strings). */
@@ -229,6 +244,8 @@ const char *tk_opt_str(lua_State *L, int idx, const char *key,
 uint64_t ts_now(void);
 void ts_ready(tt_sched *S, tt_task *t);
 void ts_wake(tt_task *t, int cancel);
+int tk_yield(lua_State *L, tt_task *t, lua_KFunction k, lua_KContext ctx);
+int tk_yield_results(lua_State *L, int nres);  /* io_op.c */
 int tk_block(lua_State *L, tt_task *t, int wait, lua_KFunction k);
 tt_task *tk_current(lua_State *L, tt_sched *S, const char *op);
 int tk_checkpoint_k(lua_State *L, int status, lua_KContext ctx);
@@ -261,6 +278,8 @@ void tt_scope_open(lua_State *L, tt_sched *S);
 tt_task *tk_task_new(lua_State *L, tt_sched *S, int fidx, int nargs);
 void tk_push_task(lua_State *L, tt_task *t);
 void tk_push_task_name(lua_State *L, tt_task *t);
+void tk_task_mark_spawn(lua_State *L, tt_task *t);
+void tk_set_task_origin(lua_State *L, tt_task *t);
 const char *ts_wait_name(int wait);
 int tt_msgh(lua_State *L);
 void tk_reraise_mark(lua_State *L, tt_sched *S);
@@ -268,13 +287,17 @@ void ts_task_finished(tt_sched *S, lua_State *L, tt_task *t);
 void ts_task_unanchor(lua_State *L, tt_task *t);
 void tk_push_current_traceback(lua_State *L, tt_sched *S, int eidx);
 int tk_is_cancelled(lua_State *L, tt_sched *S, int idx);
+int tk_task_outcome(lua_State *L, tt_sched *S, tt_task *t, int idx);
 void tt_task_open(lua_State *L, tt_sched *S);
 
 /* group.c */
 void tk_group_record(lua_State *L, tt_group *g, int eidx, int tbidx, int nameidx);
+void tk_group_record_task(lua_State *L, tt_group *g, int eidx, int tbidx,
+                          int nameidx, tt_task *t);
 void tk_group_fail(lua_State *L, tt_group *g, int nameidx);
 void ts_group_child_done(tt_sched *S, tt_task *t);
 int l_with_group(lua_State *L);
+int l_group_spawn(lua_State *L);
 tt_task *tk_group_spawn(lua_State *L, tt_group *g, int fidx);
 void tt_group_open(lua_State *L, tt_sched *S);
 
@@ -292,6 +315,7 @@ void tk_new_errorgroup(lua_State *L, tt_sched *S, const char *msg, int errs, int
 int tk_errorgroup_new(lua_State *L, int cls);
 int l_errorgroup_tostring(lua_State *L);
 int tk_is_errorgroup_class(lua_State *L, tt_sched *S, int idx);
+int tk_eg_drop_cancelled(lua_State *L, tt_sched *S, int idx);
 void tt_errgroup_open(lua_State *L, tt_sched *S);
 
 /* gather.c */
@@ -307,6 +331,7 @@ void tt_sync_open(lua_State *L, tt_sched *S);
 void tt_channel_open(lua_State *L, tt_sched *S);
 
 /* dump.c */
+void tk_dump_push(lua_State *L, tt_sched *S);
 void tt_dump_open(lua_State *L, tt_sched *S);
 
 #endif

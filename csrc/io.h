@@ -134,7 +134,7 @@ void ts_op_done(tt_op *op, intptr_t result);
 void ts_op_cancel(tt_op *op);
 void ts_op_release(tt_op *op);
 int tk_op_cancelled(lua_State *L, tt_op *op);
-int tk_yield_results(lua_State *L, int nres);
+
 
 /* io_op.c: errors */
 int tk_raise_ioerror(lua_State *L, tt_sched *S, int err, const char *op,

@@ -214,7 +214,7 @@ int tk_op_await(lua_State *L, tt_task *t, tt_op *op, lua_KFunction k) {
   t->state = TT_T_BLOCKED;
   t->wait = TT_W_IO;
   t->wake_cancel = 0;
-  return lua_yieldk(L, 0, (lua_KContext)op, k);
+  return tk_yield(L, t, k, (lua_KContext)op);
 }
 
 /*
@@ -270,7 +270,7 @@ static int k_results(lua_State *L, int status, lua_KContext ctx) {
 ** yield of an operation that did not have to wait (a checkpoint that never
 ** raises: what was done stands, a cancellation comes at the next one). */
 int tk_yield_results(lua_State *L, int nres) {
-  return lua_yieldk(L, 0, (lua_KContext)nres, k_results);
+  return tk_yield(L, TT_UPSCHED(L)->current, k_results, (lua_KContext)nres);
 }
 
 /* ---- errors ----------------------------------------------------------- */

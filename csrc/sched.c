@@ -1,6 +1,7 @@
 /* sched.c - the scheduler: ready queue, the one resume site, tether.run, sleep and checkpoints */
 #include <math.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "io.h"
@@ -100,7 +101,7 @@ static void ts_step(tt_sched *S, lua_State *from, tt_task *t) {
     return;
   }
   if (status != LUA_OK) { /* an error escaped the task's own handler */
-    t->outcome = tk_is_cancelled(t->co, S, -1) ? TT_O_CANCELLED : TT_O_FAILED;
+    t->outcome = (uint8_t)tk_task_outcome(t->co, S, t, -1);
     nres = 1;
   }
   t->nres = nres;
@@ -145,6 +146,12 @@ static void ts_abandon(tt_sched *S, tt_scope *s) {
     ts_task_unanchor(S->L, t);
     S->ntasks--;
   }
+}
+
+/* Protected, for l_run: the dump of the run (light userdata 1). */
+static int l_dump_protected(lua_State *L) {
+  tk_dump_push(L, lua_touserdata(L, 1));
+  return 1;
 }
 
 /* ---- core functions --------------------------------------------------- */
@@ -192,12 +199,99 @@ void ts_wake(tt_task *t, int cancel) {
   ts_ready(S, t);
 }
 
+/* The return hook armed on the thread that resumed a task by hand: its
+** coroutine.resume (the first function to return there) raises. */
+static void ts_foreign_hook(lua_State *L, lua_Debug *ar) {
+  tt_sched *S;
+  (void)ar;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &tt_sched_key);
+  S = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (S == NULL || S->fh_L != L) return;
+  lua_sethook(L, S->fh_hook, S->fh_mask, S->fh_count);
+  S->fh_L = NULL;
+  luaL_error(L, "%s", S->fh_msg);
+}
+
+/* Protected, for tk_foreign_resume: the name of task 1 (light userdata). */
+static int l_task_name(lua_State *L) {
+  tk_push_task_name(L, lua_touserdata(L, 1));
+  return 1;
+}
+
+/*
+** The coroutine of task `t` (NULL: find it) was resumed by hand, not by
+** ts_step, and a continuation of tether's runs on `L`.  NOTE: the task must
+** not notice: drop what the resume passed, yield again with the same
+** continuation, so that the task waits exactly as before; the resumer gets
+** the error from a return hook on its thread, which makes its
+** coroutine.resume raise (pcall(coroutine.resume, co) returns false, msg).
+** Never raises on `L`: an error here would end the task.
+*/
+static int tk_foreign_resume(lua_State *L, tt_sched *S, tt_task *t,
+                             lua_KFunction k, lua_KContext ctx) {
+  lua_State *to = S->current ? S->current->co : S->L;
+  const char *name = "?";
+  if (t == NULL) {                      /* the anchors hold every live task */
+    int i;
+    tk_push_ref(L, S->anchor_ref);
+    for (i = 1; i <= S->nanchor && t == NULL; i++) {
+      tt_task *x;
+      lua_rawgeti(L, -1, i);
+      x = lua_touserdata(L, -1);
+      lua_pop(L, 1);
+      if (x && x->co == L) t = x;
+    }
+    lua_pop(L, 1);
+  }
+  if (t) {
+    lua_settop(L, t->ytop);
+    lua_pushcfunction(L, l_task_name);
+    lua_pushlightuserdata(L, t);
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_isstring(L, -1))
+      name = lua_tostring(L, -1);
+  }
+  snprintf(S->fh_msg, sizeof S->fh_msg, "coroutine.resume: the coroutine of "
+           "task '%s' is run by tether and cannot be resumed by hand (the "
+           "task goes on waiting in %s)", name,
+           t ? ts_wait_name(t->wait) : "tether");
+  if (t) lua_settop(L, t->ytop);
+  if (S->fh_L == NULL) {
+    S->fh_L = to;
+    S->fh_hook = lua_gethook(to);
+    S->fh_mask = lua_gethookmask(to);
+    S->fh_count = lua_gethookcount(to);
+    lua_sethook(to, ts_foreign_hook, LUA_MASKRET, 0);
+  }
+  return lua_yieldk(L, 0, ctx, k);
+}
+
+/* The continuation of every tk_yield: the scheduler resumed the task (the
+** usual case), or someone resumed its coroutine by hand. */
+static int k_resumed(lua_State *L, int status, lua_KContext ctx) {
+  tt_task *t = (tt_task *)ctx;
+  if (t->S->current == t) return t->yk(L, status, t->yctx);
+  return tk_foreign_resume(L, t->S, t, k_resumed, ctx);
+}
+
+/*
+** Yield the running task `t` to the scheduler; `k` (with `ctx`) continues
+** it when the scheduler resumes it.  Every yield of tether's goes through
+** here, so a resume by hand is caught before `k` runs.
+*/
+int tk_yield(lua_State *L, tt_task *t, lua_KFunction k, lua_KContext ctx) {
+  t->yk = k;
+  t->yctx = ctx;
+  t->ytop = lua_gettop(L);
+  return lua_yieldk(L, 0, (lua_KContext)t, k_resumed);
+}
+
 /* Block the running task `t` until woken; `k` continues it. */
 int tk_block(lua_State *L, tt_task *t, int wait, lua_KFunction k) {
   t->state = TT_T_BLOCKED;
   t->wait = (uint8_t)wait;
   t->wake_cancel = 0;
-  return lua_yieldk(L, 0, 0, k);
+  return tk_yield(L, t, k, 0);
 }
 
 /*
@@ -213,24 +307,32 @@ tt_task *tk_current(lua_State *L, tt_sched *S, const char *op) {
     luaL_error(L, "%s: called from a coroutine that tether does not manage",
                op);
   if (!lua_isyieldable(L))
-    luaL_error(L, "%s: cannot block here (inside a metamethod, an iterator "
-               "or a C function such as table.sort)", op);
+    luaL_error(L, "%s: cannot block here (in a function that a C function "
+               "calls, such as tostring's __tostring, a table.sort comparator "
+               "or a string.gsub callback, or in a finalizer)", op);
   return t;
 }
 
 /* Continuation of a checkpoint: raise if the task is cancelled now. */
 int tk_checkpoint_k(lua_State *L, int status, lua_KContext ctx) {
-  tt_task *t = TT_UPSCHED(L)->current;
-  tt_scope *s = ts_cancelled(t);
-  (void)status; (void)ctx;
+  tt_sched *S = TT_UPSCHED(L);
+  tt_task *t = S->current;
+  tt_scope *s;
+  (void)status;
+  if (t == NULL || t->co != L)        /* yielded without tk_yield */
+    return tk_foreign_resume(L, S, NULL, tk_checkpoint_k, ctx);
+  s = ts_cancelled(t);
   if (s) return tk_raise_cancelled(L, t->S, s);
   return 0;
 }
 
 /* Continuation of a wait that a cancellation may interrupt. */
 int tk_cancellable_k(lua_State *L, int status, lua_KContext ctx) {
-  tt_task *t = TT_UPSCHED(L)->current;
-  (void)status; (void)ctx;
+  tt_sched *S = TT_UPSCHED(L);
+  tt_task *t = S->current;
+  (void)status;
+  if (t == NULL || t->co != L)
+    return tk_foreign_resume(L, S, NULL, tk_cancellable_k, ctx);
   if (t->wake_cancel) {
     tt_scope *s = ts_cancelled(t);
     if (s) return tk_raise_cancelled(L, t->S, s);
@@ -242,7 +344,7 @@ int tk_cancellable_k(lua_State *L, int status, lua_KContext ctx) {
 static int tk_sleep_until(lua_State *L, tt_sched *S, tt_task *t,
                           uint64_t deadline) {
   if (deadline <= ts_now() || ts_cancelled(t))
-    return lua_yieldk(L, 0, 0, tk_checkpoint_k);
+    return tk_yield(L, t, tk_checkpoint_k, 0);
   if (deadline == TT_NEVER) {
     t->forever = 1;
     S->nforever++;
@@ -267,7 +369,7 @@ static int l_sleep(lua_State *L) {
   tt_task *t;
   luaL_argcheck(L, d >= 0, 1, "non-negative number expected");
   t = tk_current(L, S, "tether.sleep");
-  if (d == 0) return lua_yieldk(L, 0, 0, tk_checkpoint_k);
+  if (d == 0) return tk_yield(L, t, tk_checkpoint_k, 0);
   return tk_sleep_until(L, S, t, ts_deadline_after(d));
 }
 
@@ -294,8 +396,8 @@ static int l_sleep_forever(lua_State *L) {
 /* tether.checkpoint() */
 static int l_checkpoint(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
-  tk_current(L, S, "tether.checkpoint");
-  return lua_yieldk(L, 0, 0, tk_checkpoint_k);
+  return tk_yield(L, tk_current(L, S, "tether.checkpoint"), tk_checkpoint_k,
+                  0);
 }
 
 /* tether.now() -> seconds */
@@ -345,6 +447,7 @@ static void ts_close_handles(tt_sched *S) {
 static int l_run(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
   int nargs = lua_gettop(L) - 1, deadlocked = 0, abandoned = 0;
+  int dump_ref = LUA_NOREF;
   uint64_t polled = 0;
   struct sigaction old;
   tt_task *root;
@@ -387,6 +490,13 @@ static int l_run(lua_State *L) {
       /* Nothing is ready and nothing can make anything ready. */
       if (!deadlocked) {
         deadlocked = 1;
+        /* what every task waits on, before the cancellation unwinds them */
+        lua_pushcfunction(L, l_dump_protected);
+        lua_pushlightuserdata(L, S);
+        if (lua_pcall(L, 1, 1, 0) == LUA_OK)
+          dump_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        else
+          lua_pop(L, 1);
         ts_cancel(S, &root->root, TT_REASON_DEADLOCK);
         continue;
       }
@@ -414,10 +524,18 @@ static int l_run(lua_State *L) {
     return lua_error(L);
   }
   if (deadlocked && (abandoned || root->outcome == TT_O_CANCELLED)) {
-    tk_new_error(L, S, TT_CLS_ERROR, "tether.run: deadlock: every task is "
-                 "blocked and nothing can wake them");
+    tk_push_ref(L, dump_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, dump_ref);
+    lua_pushfstring(L, "tether.run: deadlock: every task is blocked and "
+                    "nothing can wake them%s%s",
+                    lua_isstring(L, -1) ? ":\n" : "",
+                    lua_isstring(L, -1) ? lua_tostring(L, -1) : "");
+    tk_new_error(L, S, TT_CLS_ERROR, lua_tostring(L, -1));
+    lua_pushvalue(L, -3);
+    lua_setfield(L, -2, "dump");
     return lua_error(L);
   }
+  luaL_unref(L, LUA_REGISTRYINDEX, dump_ref);
   lua_checkstack(L, root->nres + LUA_MINSTACK);
   if (root->outcome != TT_O_OK) {
     lua_xmove(root->co, L, 1);

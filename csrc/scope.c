@@ -160,13 +160,19 @@ void ts_cancel(tt_sched *S, tt_scope *s, int reason) {
   if (s->active) ts_wake_subtree(s);
 }
 
-/* The cancelled scope that reaches scope `s`, or NULL (level-triggered). */
+/*
+** The cancelled scope that reaches scope `s`, or NULL (level-triggered).
+** When several are cancelled, the outermost below the nearest shield (as in
+** Trio): its Cancelled is the one raised, and it is the scope that catches
+** it, so the code between the inner and the outer scope does not run.
+*/
 tt_scope *ts_cancelled_from(tt_scope *s) {
+  tt_scope *found = NULL;
   for (; s != NULL; s = s->parent) {
-    if (s->cancel_called) return s;
-    if (s->shield) return NULL;
+    if (s->cancel_called) found = s;
+    if (s->shield) break;
   }
-  return NULL;
+  return found;
 }
 
 /* The cancelled scope that reaches task `t` now, or NULL. */
@@ -245,7 +251,12 @@ static int k_scope_run(lua_State *L, int status, lua_KContext mode) {
     }
     return lua_gettop(L) - 2;
   }
-  if (ls->s.cancel_called && tk_is_cancelled(L, S, -1)) {
+  /* NOTE: the scope catches a Cancelled only when it is the outermost
+     cancelled scope that reaches its code (Trio); it also takes its
+     Cancelled out of an ErrorGroup passing through, and a group with
+     nothing else in it is absorbed like a Cancelled. */
+  if (ls->s.cancel_called && ts_cancelled_from(&ls->s) == &ls->s &&
+      (tk_is_cancelled(L, S, -1) || tk_eg_drop_cancelled(L, S, -1) == 2)) {
     ls->s.caught = 1;
     if (mode == RUN_FAIL_AFTER) {
       char msg[80];
@@ -295,14 +306,19 @@ static double check_seconds(lua_State *L, int arg) {
 
 /* ---- bindings --------------------------------------------------------- */
 
+static const char *const scope_keys[] = { "timeout", "deadline", "shield",
+                                           NULL };
+
 /* tether.cancel_scope{ timeout = s | deadline = t, shield = bool } */
 static int l_cancel_scope(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
   l_scope *ls;
   double timeout = -1, deadline = 0;
   int shield = 0, has_deadline = 0;
-  if (!lua_isnoneornil(L, 1)) {
-    luaL_checktype(L, 1, LUA_TTABLE);
+  if (tk_check_opts(L, 1, "tether.cancel_scope", scope_keys)) {
+    if (!lua_isnone(L, 2))
+      tk_argerror(L, 2, "tether.cancel_scope", "no argument expected after "
+                  "the options");
     if (lua_getfield(L, 1, "timeout") != LUA_TNIL) {
       if (lua_type(L, -1) != LUA_TNUMBER || !(lua_tonumber(L, -1) >= 0))
         luaL_argerror(L, 1, "'timeout' must be a non-negative number");
@@ -334,7 +350,10 @@ static int l_cancel_scope(lua_State *L) {
 /* scope:run(fn, ...) -> true, ... | false */
 static int l_scope_run(lua_State *L) {
   tk_checkself(L, TT_UPSCHED(L)->scope_mt, SCOPE_MT, "scope:run");
-  if (!tk_is_callable(L, 2)) luaL_typeerror(L, 2, "function");
+  if (!tk_is_callable(L, 2)) {
+    lua_pushfstring(L, "function expected, got %s", luaL_typename(L, 2));
+    tk_argerror(L, 1, "scope:run", lua_tostring(L, -1));
+  }
   return tk_scope_run(L, RUN_SCOPE, "scope:run");
 }
 
@@ -342,8 +361,11 @@ static int l_scope_run(lua_State *L) {
 static int l_scope_cancel(lua_State *L) {
   l_scope *ls = tk_checkself(L, TT_UPSCHED(L)->scope_mt, SCOPE_MT,
                              "scope:cancel");
-  luaL_argexpected(L, lua_isnoneornil(L, 2) || lua_type(L, 2) == LUA_TSTRING,
-                   2, "string or nil");
+  if (!lua_isnoneornil(L, 2) && lua_type(L, 2) != LUA_TSTRING) {
+    lua_pushfstring(L, "reason: string or nil expected, got %s",
+                    luaL_typename(L, 2));
+    tk_argerror(L, 1, "scope:cancel", lua_tostring(L, -1));
+  }
   tk_cancel_reason(L, ls->S, &ls->s, 2);
   return 0;
 }
@@ -361,6 +383,11 @@ static int l_scope_index(lua_State *L) {
   } else if (strcmp(k, "shield") == 0) {
     lua_pushboolean(L, ls->s.shield);
   } else if (strcmp(k, "cancel_called") == 0) {
+    /* a deadline that has passed counts, also before the scope has run
+       (as in Trio): the scope is then cancelled now */
+    if (!ls->s.cancel_called && (ls->s.active || !ls->s.used) &&
+        ls->s.timer.deadline != TT_NEVER && ls->s.timer.deadline <= ts_now())
+      ts_cancel(ls->S, &ls->s, TT_REASON_DEADLINE);
     lua_pushboolean(L, ls->s.cancel_called);
   } else if (strcmp(k, "cancelled_caught") == 0) {
     lua_pushboolean(L, ls->s.caught);

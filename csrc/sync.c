@@ -123,11 +123,6 @@ tt_task *tk_sync_owner(lua_State *L, tt_sched *S, const char *op) {
   return t;
 }
 
-static int k_sync_return(lua_State *L, int status, lua_KContext ctx) {
-  (void)L; (void)status;
-  return (int)ctx;
-}
-
 /*
 ** The operation is done and its `nres` results are on top of the stack:
 ** yield once, so that other tasks run (a checkpoint), and return them.
@@ -135,7 +130,7 @@ static int k_sync_return(lua_State *L, int status, lua_KContext ctx) {
 ** cancellation that came meanwhile is raised at the next checkpoint.
 */
 int tk_sync_done(lua_State *L, int nres) {
-  return lua_yieldk(L, 0, (lua_KContext)nres, k_sync_return);
+  return tk_yield_results(L, nres);
 }
 
 /* Raise Cancelled if `t` is cancelled now; else return 0. */

@@ -58,7 +58,8 @@ static int k_task(lua_State *co, int status, lua_KContext ctx) {
     t->outcome = TT_O_OK;
     return lua_gettop(co) - 2;
   }
-  t->outcome = tk_is_cancelled(co, S, -1) ? TT_O_CANCELLED : TT_O_FAILED;
+  if (ts_cancelled_from(&t->root)) tk_eg_drop_cancelled(co, S, -1);
+  t->outcome = tk_task_outcome(co, S, t, -1);
   return 1;
 }
 
@@ -94,7 +95,7 @@ static int l_record_failure(lua_State *L) {
   lua_xmove(t->co, L, 1);                 /* 3: error */
   push_traceback(L, 2, 3);                /* 4: traceback */
   push_name_at(L, t, 2);                  /* 5: name */
-  tk_group_record(L, g, 3, 4, 5);
+  tk_group_record_task(L, g, 3, 4, 5, t);
   if (!g->supervisor) tk_group_fail(L, g, 5);
   return 0;
 }
@@ -195,6 +196,53 @@ void tk_push_task_name(lua_State *L, tt_task *t) {
   lua_remove(L, -2);
 }
 
+/*
+** Remember where the task whose userdata is on top of the stack was
+** spawned: the innermost Lua frame of `L` above the spawning C function
+** (for gather and first, the user's call).  Keeps that frame's function
+** (for its source, looked up when needed) and the current line.
+*/
+void tk_task_mark_spawn(lua_State *L, tt_task *t) {
+  lua_Debug ar;
+  int level;
+  for (level = 1; level < 8 && lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "fl", &ar);
+    if (ar.currentline > 0) {
+      t->spawn_line = ar.currentline;
+      lua_setiuservalue(L, -2, TT_UV_SPAWN);
+      return;
+    }
+    lua_pop(L, 1);
+  }
+}
+
+/*
+** Set the fields spawned_at ("file.lua:12", where known) and parents (the
+** names of the tasks whose groups hold `t`, nearest first, up to the root)
+** on the table on top of the stack, for an ErrorGroup's info.
+*/
+void tk_set_task_origin(lua_State *L, tt_task *t) {
+  int info = lua_gettop(L), n = 0;
+  tt_task *p;
+  if (t->spawn_line > 0 && t->slot) {
+    lua_Debug ar;
+    tk_push_task(L, t);
+    lua_getiuservalue(L, -1, TT_UV_SPAWN);
+    lua_getinfo(L, ">S", &ar);
+    lua_pushfstring(L, "%s:%d", ar.short_src, t->spawn_line);
+    lua_setfield(L, info, "spawned_at");
+    lua_settop(L, info);
+  }
+  lua_newtable(L);
+  for (p = t->group ? t->group->scope.owner : NULL; p != NULL && p->slot;
+       p = p->group ? p->group->scope.owner : NULL) {
+    tk_push_task_name(L, p);
+    lua_rawseti(L, -2, ++n);
+    if (n > 1000) break;
+  }
+  lua_setfield(L, info, "parents");
+}
+
 const char *ts_wait_name(int wait) {
   switch (wait) {
     case TT_W_SLEEP: return "sleep";
@@ -221,6 +269,34 @@ static int tt_task_main(lua_State *co) {
   return k_task(co, lua_pcallk(co, n - 2, LUA_MULTRET, 2, 0, k_task), 0);
 }
 
+/*
+** Push the traceback of the error being handled, for l_capture_traceback
+** (level 0) under tt_msgh (level 1).  NOTE: it starts at the function that
+** raised (level 2) when that is a Lua function (a runtime error: the
+** faulting line), and at its caller when it is a C function (error, assert,
+** a bad argument); the C frames at the bottom of a task ("[C]: in ?": the
+** task's body, gather's runner) say nothing and are left out.
+*/
+static void push_task_traceback(lua_State *L) {
+  lua_Debug ar;
+  const char *tb, *end;
+  size_t len;
+  static const char tail[] = "\n\t[C]: in ?";
+  int level = 2;
+  if (lua_getstack(L, 2, &ar) && lua_getinfo(L, "S", &ar) && ar.what[0] == 'C')
+    level = 3;
+  luaL_traceback(L, L, NULL, level);
+  tb = lua_tolstring(L, -1, &len);
+  end = tb + len;
+  while ((size_t)(end - tb) >= sizeof tail - 1 &&
+         memcmp(end - (sizeof tail - 1), tail, sizeof tail - 1) == 0)
+    end -= sizeof tail - 1;
+  if ((size_t)(end - tb) != len) {
+    lua_pushlstring(L, tb, (size_t)(end - tb));
+    lua_remove(L, -2);
+  }
+}
+
 /* Protected, for tt_msgh: record in task 2 the traceback of error 1. */
 static int l_capture_traceback(lua_State *L) {
   tt_task *t = lua_touserdata(L, 2);
@@ -236,8 +312,7 @@ static int l_capture_traceback(lua_State *L) {
   lua_createtable(L, 2, 0);
   lua_pushvalue(L, 1);
   lua_rawseti(L, -2, 1);
-  /* level 2: above this function and the message handler */
-  luaL_traceback(L, L, NULL, 3);
+  push_task_traceback(L);
   lua_rawseti(L, -2, 2);
   lua_setiuservalue(L, 2, TT_UV_ERRTB);
   return 0;
@@ -267,6 +342,18 @@ int tt_msgh(lua_State *L) {
   lua_pcall(L, 2, 0, 0);
   lua_settop(L, 1);
   return 1;
+}
+
+/*
+** The outcome of task `t` that ends with the error at `idx`: CANCELLED for
+** a Cancelled while one of the task's scopes is cancelled; FAILED for
+** anything else, a stale Cancelled (re-raised after its scope was left)
+** included, so that it is reported (contract 3).
+*/
+int tk_task_outcome(lua_State *L, tt_sched *S, tt_task *t, int idx) {
+  if (tk_is_cancelled(L, S, idx) && ts_cancelled_from(&t->root))
+    return TT_O_CANCELLED;
+  return TT_O_FAILED;
 }
 
 /* Our own code re-raises an error: keep the traceback of where it began. */
@@ -397,7 +484,7 @@ static int l_task_wait(lua_State *L) {
   tt_task *cur = tk_current(L, S, "t:wait");
   if (t == cur) return luaL_error(L, "t:wait: a task cannot wait for itself");
   if (t->state == TT_T_DONE || ts_cancelled(cur))
-    return lua_yieldk(L, 0, 0, tk_checkpoint_k);
+    return tk_yield(L, cur, tk_checkpoint_k, 0);
   TT_LIST_APPEND(t->waiters, cur, wlink);
   cur->wlist = &t->waiters;
   return tk_block(L, cur, TT_W_TASK, tk_cancellable_k);
@@ -406,8 +493,11 @@ static int l_task_wait(lua_State *L) {
 /* t:cancel([reason])  -- cancels that one task; its group is not failed */
 static int l_task_cancel(lua_State *L) {
   tt_task *t = check_task(L, "t:cancel");
-  luaL_argexpected(L, lua_isnoneornil(L, 2) || lua_type(L, 2) == LUA_TSTRING,
-                   2, "string or nil");
+  if (!lua_isnoneornil(L, 2) && lua_type(L, 2) != LUA_TSTRING) {
+    lua_pushfstring(L, "reason: string or nil expected, got %s",
+                    luaL_typename(L, 2));
+    tk_argerror(L, 1, "t:cancel", lua_tostring(L, -1));
+  }
   if (t->state != TT_T_DONE) tk_cancel_reason(L, t->S, &t->root, 2);
   return 0;
 }

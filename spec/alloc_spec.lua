@@ -136,8 +136,12 @@ describe("allocation failures", function()
        .. "no crash, hang, leak or lost error", function()
       local stats, failures = sweep(name)
       total_points = total_points + stats.points
-      io.stderr:write(("\n  alloc %-17s %4d failure points: %d surfaced as 'not enough memory', %d absorbed, %d bad "
-        .. "(%d points so far)"):format(name, stats.points, stats.nomem, stats.absorbed, stats.bad, total_points))
+      -- NOTE: the counts are printed only on request (TETHER_ALLOC_VERBOSE=1):
+      -- make test shows busted's progress, the failures and the summary only
+      if os.getenv("TETHER_ALLOC_VERBOSE") then
+        io.stderr:write(("\n  alloc %-17s %4d failure points: %d surfaced as 'not enough memory', %d absorbed, %d bad "
+          .. "(%d points so far)"):format(name, stats.points, stats.nomem, stats.absorbed, stats.bad, total_points))
+      end
       assert(stats.points > 0, "the scenario made no allocation at all in its window")
       assert(#failures == 0, ("%s: %d of %d failure points went wrong, the first ones:\n    %s")
         :format(name, stats.bad, stats.points, table.concat(failures, "\n    ")))

@@ -388,8 +388,17 @@ end
 
 -- Re-raise `e` after checking it: a Cancelled must be explained by `chain`
 -- (the scopes outside the boundary it crossed).
+-- NOTE: when several enclosing scopes are cancelled, the outermost one catches
+-- (contract section 2), so an inner scope's Cancelled raised before the outer
+-- cancel may cross an inner boundary: it is explained when the code outside
+-- is cancelled too (a checkpoint there raises a Cancelled the chain explains).
 local function rethrow(T, chain, e, where)
-  if is_cancelled(e) then check_explained(T, chain, e, where) end
+  if is_cancelled(e) and not explains(chain, e) then
+    local ok, e2 = pcall(tether.checkpoint)
+    if ok or not is_cancelled(e2) or not explains(chain, e2) then
+      check_explained(T, chain, e, where)
+    end
+  end
   error(e, 0)
 end
 
