@@ -4,6 +4,8 @@
 #   make test         install missing Debian packages (as root), build, run spec/ with busted
 #   make check        the suite against an ASan+UBSan build (build-asan/), LeakSanitizer on
 #   make valgrind     the suite under valgrind against the normal build
+#   make embed-demo   build and run examples/embed/host.c, a C host that embeds Lua and tether
+#                     (EMBED_WRAP='valgrind ...' runs it under a wrapper, as .ci/run does)
 #   make demo | bench | stress [SEED=n DURATION=s] | clean | install [PREFIX=/usr/local]
 #
 # The suite runners (.ci/suite) end with the line "N passed, N failed".
@@ -20,10 +22,11 @@ PKG_CFLAGS := $(shell pkg-config --cflags lua5.4 libuv 2>/dev/null || echo -I/us
 ALL_CFLAGS  = -std=c99 $(CFLAGS) -fPIC -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L \
               $(PKG_CFLAGS) -MMD -MP
 LDLIBS   := -luv
+LUA_LIBS := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
 SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 # Debian packages the targets need; .ci/deps.sh installs the missing ones as root.
-TEST_DEBS := lua5.4 liblua5.4-dev libuv1-dev lua-busted pkg-config
+TEST_DEBS := lua5.4 liblua5.4-dev libuv1-dev lua-busted lua-luv pkg-config
 
 # Runs a script against this checkout (the suite sets its own paths in spec/helper.lua).
 LUA_ENV = LUA_PATH='$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;' LUA_CPATH='$(CURDIR)/build/?.so;;'
@@ -41,7 +44,7 @@ ASAN_ENV = $(KEEP_CLIBS) ASAN_OPTIONS=detect_leaks=1:log_path=$(ASAN_REPORTS)/as
            LSAN_OPTIONS=suppressions=$(CURDIR)/.ci/lsan.supp:print_suppressions=0 \
            UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
-.PHONY: all test check valgrind demo bench stress clean install deps rockspec-check
+.PHONY: all test check valgrind demo embed-demo bench stress clean install deps rockspec-check
 
 all: build/tether/core.so
 
@@ -111,6 +114,20 @@ rockspec-check:
 
 demo: all
 	$(LUA_ENV) lua5.4 examples/jobrunner.lua
+
+# The C host links Lua and libuv only: it loads tether with require (LUA_CPATH).
+EMBED_HOST := build/embed-host
+$(EMBED_HOST): examples/embed/host.c csrc/tether.h Makefile | build/tether
+	$(CC) -std=c99 $(CFLAGS) -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L $(PKG_CFLAGS) \
+	  -Icsrc -o $@ examples/embed/host.c $(LUA_LIBS) -luv
+
+# The host prints its checks and "N passed, N failed"; a failing exit status
+# (a valgrind report) adds a last tally line that counts it.
+embed-demo:
+	@.ci/deps.sh $(TEST_DEBS) $(if $(findstring valgrind,$(EMBED_WRAP)),valgrind)
+	@$(MAKE) --no-print-directory all $(EMBED_HOST)
+	@$(LUA_ENV) $(EMBED_WRAP) $(EMBED_HOST); rc=$$?; \
+	  if [ $$rc -ne 0 ]; then echo "embed-demo: exit status $$rc"; echo "0 passed, 1 failed"; exit 1; fi
 
 bench: all
 	bash bench/run.sh

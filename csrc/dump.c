@@ -72,7 +72,7 @@ static void dump_task(lua_State *L, tt_sched *S, tt_task *t, int parts,
   } else if (t->state == TT_T_BLOCKED) {
     char left[64] = "";
     if (t->wait == TT_W_SLEEP && !t->forever) {
-      uint64_t now = ts_now();
+      uint64_t now = ts_now(S);
       double s = t->timer.deadline > now
                      ? (double)(t->timer.deadline - now) / 1e9 : 0;
       snprintf(left, sizeof left, " (%.3f s left)", s);
@@ -111,7 +111,7 @@ static void dump_scope(lua_State *L, tt_sched *S, tt_scope *s, int parts,
   } else {
     char dl[64] = "";
     if (s->timer.deadline != TT_NEVER) {
-      uint64_t now = ts_now();
+      uint64_t now = ts_now(S);
       snprintf(dl, sizeof dl, ", deadline in %.3f s",
                s->timer.deadline > now
                    ? (double)(s->timer.deadline - now) / 1e9 : 0.0);
@@ -135,7 +135,7 @@ static void dump_scope(lua_State *L, tt_sched *S, tt_scope *s, int parts,
 
 /* ---- bindings --------------------------------------------------------- */
 
-/* Push the dump of the run of `S` (which must be active). */
+/* Push the dump of every live root of `S` (and the open I/O objects). */
 void tk_dump_push(lua_State *L, tt_sched *S) {
   luaL_Buffer b;
   int i, n, base = lua_gettop(L) + 1;
@@ -143,7 +143,13 @@ void tk_dump_push(lua_State *L, tt_sched *S) {
   lua_pushfstring(L, "tether: %d live task%s", S->ntasks,
                   S->ntasks == 1 ? "" : "s");
   add(L, base);
-  dump_scope(L, S, &S->root->root, base, 1);
+  if (S->roots) {                                     /* every live root */
+    tt_task *r = S->roots;
+    do {
+      dump_scope(L, S, &r->root, base, 1);
+      r = r->glink.next;
+    } while (r != S->roots);
+  }
   tk_io_dump(L, S, base);
   n = (int)lua_rawlen(L, base);
   luaL_buffinit(L, &b);
@@ -158,7 +164,7 @@ void tk_dump_push(lua_State *L, tt_sched *S) {
 /* tether.dump() -> text */
 static int l_dump(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
-  if (!S->running || S->root == NULL) {
+  if (S->roots == NULL) {
     lua_pushliteral(L, "tether: no run is active");
     return 1;
   }

@@ -28,12 +28,13 @@ typedef struct tt_timer tt_timer;
 typedef struct tt_heapslot tt_heapslot;
 typedef struct tt_io tt_io;     /* io.h */
 typedef struct tt_op tt_op;
+typedef struct tt_loopres tt_loopres; /* sched.c: a session's libuv handles */
 
 #define TT_NEVER UINT64_MAX /* a deadline that never comes */
 
 /* An entry of the scheduler's timer heap, embedded in a task or a scope. */
 struct tt_timer {
-  uint64_t deadline; /* ns on the uv_hrtime() clock */
+  uint64_t deadline; /* ns on the scheduler's clock (ts_now) */
   uint64_t seq;      /* start order: equal deadlines fire in start order */
   int index;         /* position in the heap; -1 when not pending */
   uint8_t kind;      /* TT_TIMER_SLEEP (in a task) or TT_TIMER_DEADLINE (scope) */
@@ -95,6 +96,12 @@ enum {
 
 enum { TT_O_NONE, TT_O_OK, TT_O_FAILED, TT_O_CANCELLED };
 
+/* What kind of root a task is (a task without a group). */
+enum { TT_ROOT_NONE, TT_ROOT_RUN, TT_ROOT_LAUNCH };
+
+/* The clock a root asks for: whatever the session has, or one of them. */
+enum { TT_CLOCK_ANY, TT_CLOCK_REAL, TT_CLOCK_VIRTUAL };
+
 /* Task userdata user values. */
 enum { TT_UV_CO = 1, TT_UV_NAME, TT_UV_ERRTB,
        TT_UV_SPAWN,             /* the function that spawned it (spawn_line) */
@@ -129,6 +136,9 @@ struct tt_task {
                                (a slot, a value, a token) was handed over */
   uint8_t forever;          /* TT_W_SLEEP without a deadline */
   uint8_t reraise;          /* our code re-raises an error: keep its traceback */
+  uint8_t rootkind;         /* TT_ROOT_*: roots are linked in S->roots by glink */
+  uint8_t observed;         /* t:wait, t:result or t:error was called on it */
+  uint8_t deadlocked;       /* root: 1 cancelled as deadlocked, 2 abandoned */
   int start_ref;            /* the value passed to started() */
   int ytop;                 /* stack top at its last tk_yield */
   int spawn_line;           /* line of the spawn call; 0 when unknown */
@@ -175,21 +185,40 @@ enum {
 enum { TT_MT_STREAM, TT_MT_LISTENER, TT_MT_UDP, TT_MT_PROCESS, TT_MT_SIGNAL,
        TT_MT_FILE, TT_MT_DIR, TT_MT_N };
 
-/* The scheduler: one per Lua state, a userdata anchored in the registry. */
+/*
+** The scheduler: one per Lua state, a userdata anchored in the registry.
+** A session lasts from the start of a first root (tether.run's or a
+** launched one) to the end of the last live one; it owns handles on one
+** loop and, on the virtual clock, the time.
+*/
 struct tt_sched {
   lua_State *L;             /* the main thread */
-  uv_loop_t *loop;
-  uv_timer_t timer;         /* armed for the earliest heap entry */
-  uv_signal_t sigint;
+  uv_loop_t *loop;          /* the session's loop (the last one used) */
+  uv_loop_t *host_loop;     /* tether_set_loop's; NULL: picked per session */
+  tt_loopres *lr;           /* the session's handles (NULL between sessions) */
+  uv_signal_t sigint;       /* tether.run's */
   tt_task *current;         /* the task being resumed, or NULL */
-  tt_task *root;
+  tt_task *root;            /* tether.run's root while it runs */
+  tt_task *roots;           /* live roots (through glink) */
+  int nroots;
   tt_task *rhead, *rtail;   /* ready queue */
+  lua_State *from;          /* the thread that resumes tasks (tether.run's, or L) */
   tt_heapslot *heap;        /* timer heap (timer.c) */
   int nheap, capheap;
   uint64_t seq;
   uint64_t t0;              /* hrtime at load: tether.now() counts from it */
-  int running;
+  uint64_t vnow;            /* the virtual clock's time, when vclock */
+  int nholds;               /* operations and children holding the virtual clock */
+  uint8_t vclock;           /* the session runs on the virtual clock */
+  uint8_t vjump;            /* the coming poll is the last before a jump */
+  uint8_t in_run;           /* tether.run is active: it owns SIGINT */
+  uint8_t driving;          /* tasks or handlers run from the loop: no nesting */
+  uint8_t sigint_open;
+  int running;              /* a session is active */
   int interrupted;
+  int unhandled_ref;        /* registry refs: tether.on_unhandled's handler, */
+  int guard_ref;            /* the guard that ends a session on luv's loop, */
+  int dump_ref;             /* and the dump taken when a deadlock was found */
   int nhandles;             /* handles of ours not yet closed, and I/O
                                objects' handles and requests in flight */
   tt_io *ios;               /* open I/O objects (io_op.c) */
@@ -241,7 +270,8 @@ const char *tk_opt_str(lua_State *L, int idx, const char *key,
                        const char *fname);
 
 /* sched.c */
-uint64_t ts_now(void);
+uint64_t ts_now(tt_sched *S);
+void ts_clock_hold(tt_sched *S, int delta);
 void ts_ready(tt_sched *S, tt_task *t);
 void ts_wake(tt_task *t, int cancel);
 int tk_yield(lua_State *L, tt_task *t, lua_KFunction k, lua_KContext ctx);
@@ -250,7 +280,22 @@ int tk_block(lua_State *L, tt_task *t, int wait, lua_KFunction k);
 tt_task *tk_current(lua_State *L, tt_sched *S, const char *op);
 int tk_checkpoint_k(lua_State *L, int status, lua_KContext ctx);
 int tk_cancellable_k(lua_State *L, int status, lua_KContext ctx);
+int tk_root_args(lua_State *L, const char *fname, int *clock, int *nameidx);
+tt_task *tk_root_start(lua_State *L, tt_sched *S, int fidx, int nameidx,
+                       int kind, int clock, const char *fname);
+int ts_ready_run(tt_sched *S);
+void ts_shutdown(tt_sched *S);
 void tt_sched_open(lua_State *L, tt_sched *S);
+
+/* embed.c */
+uv_loop_t *ts_luv_loop(lua_State *L);
+uv_loop_t *tk_pick_loop(lua_State *L, tt_sched *S, const char *fname,
+                        int *busy);
+void ts_launch_done(tt_sched *S, lua_State *L, tt_task *t, int hidx);
+void tk_set_unhandled(lua_State *L, tt_sched *S, int idx);
+int l_launch(lua_State *L);
+int l_on_unhandled(lua_State *L);
+void tt_embed_open(lua_State *L, tt_sched *S);
 
 /* timer.c */
 int ts_timer_start(tt_sched *S, tt_timer *tm, uint64_t deadline);
@@ -267,7 +312,7 @@ void ts_scope_release(lua_State *L, tt_scope *s);
 void ts_cancel(tt_sched *S, tt_scope *s, int reason);
 void ts_wake_subtree(tt_scope *s);
 void tk_cancel_reason(lua_State *L, tt_sched *S, tt_scope *s, int idx);
-uint64_t ts_deadline_after(double d);
+uint64_t ts_deadline_after(tt_sched *S, double d);
 tt_scope *ts_cancelled(tt_task *t);
 tt_scope *ts_cancelled_from(tt_scope *s);
 int tk_raise_cancelled(lua_State *L, tt_sched *S, tt_scope *s);

@@ -45,6 +45,7 @@ struct tt_io {
   tt_sched *S;
   const tt_io_kind *kind;
   tt_io **ud;               /* the userdata's slot pointing here, or NULL */
+  tt_task *root;            /* the root whose task opened it, or NULL */
   int nhold;                /* reasons libuv still uses the memory: handles
                                not yet closed, requests in flight */
   uint8_t closed;           /* close() was called, or the run closed it */
@@ -123,6 +124,7 @@ void ts_io_release(tt_io *io);
 void ts_io_unhold(tt_io *io);
 int l_io_close(lua_State *L);
 void ts_io_close_all(tt_sched *S);
+void ts_io_close_root(tt_sched *S, tt_task *root);
 void tk_io_push_description(lua_State *L, tt_io *io);
 int tk_io_newmeta(lua_State *L, tt_sched *S, const char *tname,
                   const luaL_Reg *m);

@@ -7,6 +7,14 @@
 
 /* ---- objects ---------------------------------------------------------- */
 
+/* The root task that `t` runs under (NULL for no task). */
+static tt_task *ts_root_of(tt_task *t) {
+  tt_scope *s;
+  if (t == NULL) return NULL;
+  for (s = &t->root; s->parent; s = s->parent) {}
+  return s->owner;
+}
+
 /* __gc of every I/O userdata: close what is still open. */
 static int l_io_gc(lua_State *L) {
   tt_io **ud = lua_touserdata(L, 1);
@@ -37,6 +45,7 @@ void *tk_io_new(lua_State *L, tt_sched *S, size_t size,
   io->S = S;
   io->kind = kind;
   io->ud = ud;
+  io->root = ts_root_of(S->current);
   io->nhold = 1;                      /* released by ts_io_close */
   *ud = io;
   TT_LIST_APPEND(S->ios, io, link);
@@ -117,6 +126,21 @@ int l_io_close(lua_State *L) {
 /* Close every object still open (tether.run ends). */
 void ts_io_close_all(tt_sched *S) {
   while (S->ios) ts_io_close(S->ios);
+}
+
+/* Close the objects that the tasks of `root` opened: it is done and other
+** roots go on.  (Rescans from the head: a close may close others.) */
+void ts_io_close_root(tt_sched *S, tt_task *root) {
+  tt_io *io = S->ios;
+  while (io) {
+    if (io->root == root) {
+      ts_io_close(io);
+      io = S->ios;
+      continue;
+    }
+    io = io->link.next;
+    if (io == S->ios) break;
+  }
 }
 
 /*
@@ -207,6 +231,7 @@ int tk_op_await(lua_State *L, tt_task *t, tt_op *op, lua_KFunction k) {
   op->cancelling = 0;
   op->result = 0;
   t->op = op;
+  if (op->holds_clock) t->S->nholds++;
   /* NOTE: the task holds the object until its continuation has run
      (ts_op_release, from ts_step), so that the continuation may read the
      op even when the object was closed and libuv let go of it meanwhile. */
@@ -228,6 +253,7 @@ void ts_op_done(tt_op *op, intptr_t result) {
   op->result = result;
   op->done = 1;
   if (t == NULL) return;
+  if (op->holds_clock) t->S->nholds--;
   op->task = NULL;
   t->wait = TT_W_NONE;
   t->wake_cancel = op->cancelling;

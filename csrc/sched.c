@@ -1,33 +1,56 @@
-/* sched.c - the scheduler: ready queue, the one resume site, tether.run, sleep and checkpoints */
+/* sched.c - the scheduler: ready queue, the one resume site, the run loop on libuv handles, tether.run, sleep and checkpoints */
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "io.h"
 
 const char tt_sched_key = 0;
 
+/*
+** The handles a session keeps on its loop.  They are malloc'd, not part of
+** the scheduler, because a session may end inside one of their callbacks
+** and the next one begin before libuv has finished closing them; the last
+** close callback frees the block.  Their `data` stays NULL: luv's loop
+** finalizer closes what is left with a callback that reads `data` as its
+** own.
+*/
+struct tt_loopres {
+  uv_prepare_t prepare;   /* before each poll: may it block? (ts_plan) */
+  uv_check_t check;       /* after each poll: run the ready tasks (ts_drive) */
+  uv_idle_t idle;         /* active while tasks are ready: the poll won't block */
+  uv_timer_t timer;       /* bounds the poll by the earliest deadline */
+  tt_sched *S;
+  int nopen;
+};
+
+#define LR_OF(h, f) ((tt_loopres *)((char *)(h) - offsetof(tt_loopres, f)))
+#define S_OF_SIGINT(h) ((tt_sched *)((char *)(h) - offsetof(tt_sched, sigint)))
+
 /* ---- static helpers --------------------------------------------------- */
 
-static void ts_on_close(uv_handle_t *h) {
-  tt_sched *S = h->data;
-  S->nhandles--;
+static void ts_lr_closed(uv_handle_t *h) {
+  tt_loopres *lr;
+  switch (h->type) {
+    case UV_PREPARE: lr = LR_OF(h, prepare); break;
+    case UV_CHECK: lr = LR_OF(h, check); break;
+    case UV_IDLE: lr = LR_OF(h, idle); break;
+    default: lr = LR_OF(h, timer); break;
+  }
+  lr->S->nhandles--;
+  if (--lr->nopen == 0) free(lr);
 }
 
-/*
-** The run loop fires due entries itself after uv_run returns; the callback
-** only makes sure uv_run does return.  NOTE: libuv runs due timers at the
-** top of uv_run, before it polls: a timer that came due just before would
-** fire there and leave the poll unbounded (the SIGINT watcher keeps the
-** loop alive).  uv_stop makes that iteration poll without blocking.
-*/
-static void ts_on_timer(uv_timer_t *h) {
-  uv_stop(h->loop);
+static void ts_sigint_closed(uv_handle_t *h) {
+  tt_sched *S = S_OF_SIGINT(h);
+  S->nhandles--;
+  S->sigint_open = 0;
 }
 
 static void ts_on_sigint(uv_signal_t *h, int signum) {
-  tt_sched *S = h->data;
+  tt_sched *S = S_OF_SIGINT(h);
   (void)signum;
   /* A second SIGINT must end the process at once, whatever the loop does. */
   uv_signal_stop(h);
@@ -37,12 +60,33 @@ static void ts_on_sigint(uv_signal_t *h, int signum) {
     ts_cancel(S, &S->root->root, TT_REASON_INTERRUPT);
 }
 
-/* Is anything but our SIGINT watcher able to wake the loop? */
+/* Both exist for their effect on the poll: the idle handle makes it not
+** block, the timer bounds it.  Deadlines are fired by ts_plan and ts_drive. */
+static void ts_on_idle(uv_idle_t *h) {
+  (void)h;
+}
+
+static void ts_on_timer(uv_timer_t *h) {
+  (void)h;
+}
+
+static void ts_idle(tt_sched *S, int on) {
+  if (S->lr == NULL) return;
+  if (on) uv_idle_start(&S->lr->idle, ts_on_idle);
+  else uv_idle_stop(&S->lr->idle);
+}
+
+/* Could anything but our own handles wake the loop? */
 static int ts_loop_alive(tt_sched *S) {
+  tt_loopres *lr = S->lr;
   int alive;
-  uv_unref((uv_handle_t *)&S->sigint);
+  uv_unref((uv_handle_t *)&lr->prepare);
+  uv_unref((uv_handle_t *)&lr->check);
+  if (S->sigint_open) uv_unref((uv_handle_t *)&S->sigint);
   alive = uv_loop_alive(S->loop);
-  uv_ref((uv_handle_t *)&S->sigint);
+  uv_ref((uv_handle_t *)&lr->prepare);
+  uv_ref((uv_handle_t *)&lr->check);
+  if (S->sigint_open) uv_ref((uv_handle_t *)&S->sigint);
   return alive;
 }
 
@@ -51,7 +95,7 @@ static void ts_fire_timers(tt_sched *S) {
   tt_timer *tm;
   uint64_t now;
   if (S->nheap == 0) return;
-  now = ts_now();
+  now = ts_now(S);
   while ((tm = ts_timer_pop_due(S, now)) != NULL) {
     if (tm->kind == TT_TIMER_SLEEP)
       ts_wake((tt_task *)((char *)tm - offsetof(tt_task, timer)), 0);
@@ -61,19 +105,20 @@ static void ts_fire_timers(tt_sched *S) {
   }
 }
 
-/* Arm the libuv timer for the earliest entry; 0 when there is none. */
-static int ts_arm_timer(tt_sched *S) {
+/* Arm the libuv timer for the earliest entry (real clock). */
+static void ts_arm_timer(tt_sched *S) {
   uint64_t next = ts_timer_next(S), now, ms;
   if (next == TT_NEVER) {
-    uv_timer_stop(&S->timer);
-    return 0;
+    uv_timer_stop(&S->lr->timer);
+    return;
   }
-  now = ts_now();
+  now = ts_now(S);
   ms = next > now ? (next - now + 999999) / 1000000 : 0;
   uv_update_time(S->loop);
-  uv_timer_start(&S->timer, ts_on_timer, ms, 0);
-  return 1;
+  uv_timer_start(&S->lr->timer, ts_on_timer, ms, 0);
 }
+
+static void ts_root_finish(tt_sched *S, lua_State *L, tt_task *t);
 
 /*
 ** Resume task `t`: the only call of lua_resume in tether.  A task that
@@ -105,7 +150,8 @@ static void ts_step(tt_sched *S, lua_State *from, tt_task *t) {
     nres = 1;
   }
   t->nres = nres;
-  ts_task_finished(S, from, t);
+  if (t->rootkind) ts_root_finish(S, from, t);
+  else ts_task_finished(S, from, t);
 }
 
 /* Run the tasks that are ready now; those made ready meanwhile wait. */
@@ -135,11 +181,24 @@ static void ts_abandon(tt_sched *S, tt_scope *s) {
   if (s->kind == TT_SCOPE_TASK) {
     tt_task *t = s->owner;
     ts_timer_stop(S, &t->timer);
+    if (t->forever) {
+      t->forever = 0;
+      S->nforever--;
+    }
+    if (t->op) {                  /* its operation completes to no one */
+      tt_op *op = t->op;
+      if (op->task == t) {        /* still pending */
+        if (op->holds_clock) S->nholds--;
+        op->task = NULL;
+      }
+      t->op = NULL;
+      ts_op_release(op);          /* the task's hold on the object */
+    }
+    if (t->wlist) TT_LIST_REMOVE(*t->wlist, t, wlink); /* a Lock may outlive the run */
     t->state = TT_T_DONE;
     t->outcome = TT_O_CANCELLED;
     t->scope = NULL;
     t->group = NULL;
-    if (t->wlist) TT_LIST_REMOVE(*t->wlist, t, wlink); /* a Lock may outlive the run */
     t->wlist = NULL;
     t->waiters = NULL;
     t->nres = 0;
@@ -148,17 +207,211 @@ static void ts_abandon(tt_sched *S, tt_scope *s) {
   }
 }
 
-/* Protected, for l_run: the dump of the run (light userdata 1). */
+/* ---- sessions and roots ----------------------------------------------- */
+
+/* Protected: keep the dump of the session (light userdata 1) in
+** S->dump_ref, for the deadlock errors. */
 static int l_dump_protected(lua_State *L) {
-  tk_dump_push(L, lua_touserdata(L, 1));
-  return 1;
+  tt_sched *S = lua_touserdata(L, 1);
+  tk_dump_push(L, S);
+  luaL_unref(L, LUA_REGISTRYINDEX, S->dump_ref);
+  S->dump_ref = LUA_NOREF;
+  S->dump_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+/* The last root is done: close what is still open, and our handles (libuv
+** finishes closing them in this or the next iteration of its loop). */
+static void ts_session_end(tt_sched *S) {
+  tt_loopres *lr = S->lr;
+  ts_io_run_end(S);
+  S->lr = NULL;
+  S->running = 0;
+  S->vclock = S->vjump = 0;
+  S->nholds = 0;
+  uv_close((uv_handle_t *)&lr->prepare, ts_lr_closed);
+  uv_close((uv_handle_t *)&lr->check, ts_lr_closed);
+  uv_close((uv_handle_t *)&lr->idle, ts_lr_closed);
+  uv_close((uv_handle_t *)&lr->timer, ts_lr_closed);
+}
+
+/*
+** Root `t` is done: take it off the live roots, close the I/O objects its
+** tasks left open (the session's end closes the rest), and, when `report`,
+** see that a launched root's failure reaches someone.  `hidx`: its handle on
+** `L`, or 0.
+*/
+static void ts_root_end(tt_sched *S, lua_State *L, tt_task *t, int hidx,
+                        int report) {
+  TT_LIST_REMOVE(S->roots, t, glink);
+  S->nroots--;
+  if (S->nroots > 0) ts_io_close_root(S, t);
+  if (report && t->rootkind == TT_ROOT_LAUNCH) ts_launch_done(S, L, t, hidx);
+}
+
+/* A root's coroutine ended: finish it as any task, then as a root.  Its
+** handle stays on `L` meanwhile (the anchor goes), for the report. */
+static void ts_root_finish(tt_sched *S, lua_State *L, tt_task *t) {
+  int hidx = 0;
+  if (lua_checkstack(L, 2)) {
+    tk_push_task(L, t);
+    hidx = lua_gettop(L);
+  }
+  ts_task_finished(S, L, t);
+  ts_root_end(S, L, t, hidx, 1);
+  if (hidx) lua_settop(L, hidx - 1);
+}
+
+/* Abandon root `t` and everything under it; `why`: 2 for a deadlock, 0
+** when the Lua state closes (nothing is reported then). */
+static void ts_root_abandon(tt_sched *S, lua_State *L, tt_task *t, int why) {
+  int hidx = 0;
+  if (lua_checkstack(L, 2)) {
+    tk_push_task(L, t);
+    hidx = lua_gettop(L);
+  }
+  if (why) t->deadlocked = (uint8_t)why;
+  ts_abandon(S, &t->root);
+  ts_root_end(S, L, t, hidx, why != 0);
+  if (hidx) lua_settop(L, hidx - 1);
+}
+
+/*
+** Nothing is ready and nothing can make anything ready.  A root that meets
+** this for the first time is cancelled, so that its cleanup runs; when only
+** such roots are left and they are stuck again, they are abandoned.
+*/
+static void ts_deadlock(tt_sched *S) {
+  tt_task *r = S->roots;
+  int fresh = 0;
+  if (r == NULL) return;
+  do {                            /* what every task waits on, first */
+    if (!r->deadlocked) {
+      lua_pushcfunction(S->from, l_dump_protected);
+      lua_pushlightuserdata(S->from, S);
+      if (lua_pcall(S->from, 1, 0, 0) != LUA_OK) lua_pop(S->from, 1);
+      break;
+    }
+    r = r->glink.next;
+  } while (r != S->roots);
+  r = S->roots;
+  do {
+    if (!r->deadlocked) {
+      r->deadlocked = 1;
+      ts_cancel(S, &r->root, TT_REASON_DEADLOCK);
+      fresh = 1;
+    }
+    r = r->glink.next;
+  } while (r != S->roots);
+  if (!fresh)
+    while (S->roots) ts_root_abandon(S, S->from, S->roots, 2);
+  ts_idle(S, 1);                  /* poll without blocking, then look again */
+  if (S->nroots == 0) ts_session_end(S);
+}
+
+/*
+** Before the loop polls (the prepare callback): fire what came due, then
+** decide how the poll may block.  Not at all while tasks are ready, nor on
+** the virtual clock when time is free to jump (the poll before a jump);
+** otherwise until the earliest deadline (real clock) or until I/O.
+*/
+static void ts_plan(tt_sched *S) {
+  ts_fire_timers(S);
+  if (S->rhead) {
+    ts_idle(S, 1);
+    return;
+  }
+  if (!S->vclock) {
+    ts_arm_timer(S);
+  } else if (S->nholds == 0 && S->nheap > 0) {
+    S->vjump = 1;
+    ts_idle(S, 1);
+    return;
+  }
+  ts_idle(S, 0);
+  /* NOTE: a task sleeping forever, or waiting in tether.await, may be
+     woken by what tether cannot see (SIGINT, a host's own events). */
+  if (S->nheap == 0 && S->nforever == 0 && S->nholds == 0 &&
+      !ts_loop_alive(S))
+    ts_deadlock(S);
+}
+
+/*
+** After the poll (the check callback): make the virtual clock's jump if
+** this was the poll before one, then run ready tasks batch after batch;
+** only one batch when `once`.  NOTE: at most for 100 us before libuv polls
+** again: a task that loops on checkpoints should not pay a syscall per
+** turn, and I/O still gets polled between batches.
+*/
+static void ts_drive(tt_sched *S, int once) {
+  uint64_t start;
+  if (S->vjump) {
+    S->vjump = 0;
+    if (S->rhead == NULL && S->nholds == 0 && S->nheap > 0) {
+      uint64_t next = ts_timer_next(S);
+      if (next > S->vnow) S->vnow = next;
+    }
+  }
+  ts_fire_timers(S);
+  if (S->rhead == NULL) return;
+  S->driving = 1;
+  start = uv_hrtime();
+  do {
+    ts_run_batch(S, S->from);
+    ts_fire_timers(S);
+  } while (!once && S->rhead && uv_hrtime() - start < 100000);
+  S->driving = 0;
+  ts_idle(S, S->rhead != NULL);
+  if (S->nroots == 0 && S->running) ts_session_end(S);
+}
+
+/* NOTE: a task or a handler that runs the loop itself (luv's uv.run inside
+   a task) gets no scheduling from it: never a resume inside a resume. */
+static void ts_on_prepare(uv_prepare_t *h) {
+  tt_sched *S = LR_OF(h, prepare)->S;
+  if (S->current == NULL && !S->driving) ts_plan(S);
+}
+
+static void ts_on_check(uv_check_t *h) {
+  tt_sched *S = LR_OF(h, check)->S;
+  if (S->current == NULL && !S->driving) ts_drive(S, 0);
+}
+
+/* Begin a session on `loop`: our handles, SIGPIPE ignored.  Returns -1
+** when memory ran out (nothing changed then). */
+static int ts_session_begin(tt_sched *S, uv_loop_t *loop, int vclock) {
+  tt_loopres *lr = calloc(1, sizeof *lr);
+  if (lr == NULL) return -1;
+  lr->S = S;
+  uv_prepare_init(loop, &lr->prepare);
+  uv_check_init(loop, &lr->check);
+  uv_idle_init(loop, &lr->idle);
+  uv_timer_init(loop, &lr->timer);
+  lr->nopen = 4;
+  S->nhandles += 4;
+  uv_prepare_start(&lr->prepare, ts_on_prepare);
+  uv_check_start(&lr->check, ts_on_check);
+  S->lr = lr;
+  S->loop = loop;
+  S->running = 1;
+  S->vclock = (uint8_t)vclock;
+  S->vjump = 0;
+  S->vnow = S->t0;                /* tether.now() is 0 */
+  ts_io_run_begin(S);
+  return 0;
 }
 
 /* ---- core functions --------------------------------------------------- */
 
-/* Monotonic time in ns. */
-uint64_t ts_now(void) {
-  return uv_hrtime();
+/* The scheduler's clock in ns: monotonic, or the virtual time. */
+uint64_t ts_now(tt_sched *S) {
+  return S->vclock ? S->vnow : uv_hrtime();
+}
+
+/* Something the virtual clock must wait for begins (+1) or ends (-1): an
+** operation that is not a tt_op (a child process that runs). */
+void ts_clock_hold(tt_sched *S, int delta) {
+  S->nholds += delta;
 }
 
 /* Put `t` at the end of the ready queue. */
@@ -296,13 +549,14 @@ int tk_block(lua_State *L, tt_task *t, int wait, lua_KFunction k) {
 
 /*
 ** The task that runs on `L`, for a blocking operation named `op`; raises a
-** clear error outside tether.run, on a coroutine tether does not manage,
-** or where a yield is impossible.
+** clear error outside a task, on a coroutine tether does not manage, or
+** where a yield is impossible.
 */
 tt_task *tk_current(lua_State *L, tt_sched *S, const char *op) {
   tt_task *t = S->current;
-  if (!S->running || t == NULL)
-    luaL_error(L, "%s: called outside tether.run", op);
+  if (t == NULL)
+    luaL_error(L, "%s: called outside tether.run (or a task of "
+               "tether.launch)", op);
   if (t->co != L)
     luaL_error(L, "%s: called from a coroutine that tether does not manage",
                op);
@@ -343,7 +597,7 @@ int tk_cancellable_k(lua_State *L, int status, lua_KContext ctx) {
 /* Sleep the running task until `deadline` (TT_NEVER: until cancelled). */
 static int tk_sleep_until(lua_State *L, tt_sched *S, tt_task *t,
                           uint64_t deadline) {
-  if (deadline <= ts_now() || ts_cancelled(t))
+  if (deadline <= ts_now(S) || ts_cancelled(t))
     return tk_yield(L, t, tk_checkpoint_k, 0);
   if (deadline == TT_NEVER) {
     t->forever = 1;
@@ -354,10 +608,107 @@ static int tk_sleep_until(lua_State *L, tt_sched *S, tt_task *t,
   return tk_block(L, t, TT_W_SLEEP, tk_cancellable_k);
 }
 
-/* Seconds from now to an absolute deadline in ns, for a duration `d`. */
-uint64_t ts_deadline_after(double d) {
+/* The deadline, in ns on the scheduler's clock, `d` seconds from now. */
+uint64_t ts_deadline_after(tt_sched *S, double d) {
   if (d >= 1e9) return TT_NEVER; /* more than 31 years: never */
-  return ts_now() + (uint64_t)ceil(d * 1e9);
+  return ts_now(S) + (uint64_t)ceil(d * 1e9);
+}
+
+static const char *const root_opts[] = {"clock", "name", NULL};
+
+/*
+** The arguments of tether.run and tether.launch, `[opts,] main, ...`: a
+** table that cannot be called, first, holds the options.  Returns the
+** index of main; sets *clock (TT_CLOCK_*) and *nameidx (the index of the
+** options when they give a name, else 0).
+*/
+int tk_root_args(lua_State *L, const char *fname, int *clock, int *nameidx) {
+  int f = 1;
+  *clock = TT_CLOCK_ANY;
+  *nameidx = 0;
+  if (lua_type(L, 1) == LUA_TTABLE && !tk_is_callable(L, 1)) {
+    const char *c;
+    tk_check_opts(L, 1, fname, root_opts);
+    c = tk_opt_str(L, 1, "clock", fname);
+    if (c && strcmp(c, "virtual") == 0) *clock = TT_CLOCK_VIRTUAL;
+    else if (c && strcmp(c, "real") == 0) *clock = TT_CLOCK_REAL;
+    else if (c)
+      tk_argerror(L, 1, fname, "option 'clock': \"real\" or \"virtual\" "
+                  "expected");
+    if (tk_opt_str(L, 1, "name", fname)) *nameidx = 1;
+    f = 2;
+  }
+  luaL_checkany(L, f);
+  if (!tk_is_callable(L, f)) luaL_typeerror(L, f, "function");
+  return f;
+}
+
+/*
+** Start the function at `fidx`, with the values above it as arguments, as
+** a root of kind `kind` (TT_ROOT_RUN or TT_ROOT_LAUNCH), and push its
+** handle.  It joins the session, or begins one on the loop picked now
+** (tk_pick_loop).  The root runs on a later tick.
+*/
+tt_task *tk_root_start(lua_State *L, tt_sched *S, int fidx, int nameidx,
+                       int kind, int clock, const char *fname) {
+  int busy = 0, nargs = lua_gettop(L) - fidx;
+  uv_loop_t *loop = tk_pick_loop(L, S, fname, &busy);
+  tt_task *t;
+  if (kind == TT_ROOT_RUN && (busy || S->driving))
+    luaL_error(L, "%s: the loop is already running (inside uv.run()): use "
+               "tether.launch there", fname);
+  if (S->running && loop != S->loop)
+    luaL_error(L, "%s: tether already runs on another loop (it picks the "
+               "host's, else luv's, else the default loop when a first "
+               "root starts)", fname);
+  if (S->running && clock == TT_CLOCK_VIRTUAL && !S->vclock)
+    luaL_error(L, "%s: clock = \"virtual\" while roots on the real clock "
+               "are live", fname);
+  if (S->running && clock == TT_CLOCK_REAL && S->vclock)
+    luaL_error(L, "%s: clock = \"real\" while roots on the virtual clock "
+               "are live", fname);
+  t = tk_task_new(L, S, fidx, nargs);
+  if (nameidx) {
+    lua_getfield(L, nameidx, "name");
+    lua_tostring(L, -1);
+  } else {
+    lua_pushvalue(L, fidx);
+  }
+  lua_setiuservalue(L, -2, TT_UV_NAME);
+  if (!S->running && ts_session_begin(S, loop, clock == TT_CLOCK_VIRTUAL)) {
+    ts_abandon(S, &t->root);
+    luaL_error(L, "not enough memory");
+  }
+  t->rootkind = (uint8_t)kind;
+  TT_LIST_APPEND(S->roots, t, glink);
+  S->nroots++;
+  ts_ready(S, t);
+  return t;
+}
+
+/*
+** tether_ready_run: run the tasks that are ready now, once, outside the
+** loop's callbacks.  Returns 1 when tasks are ready after it, 0 when none,
+** UV_EBUSY from inside a task or a handler that tether runs.
+*/
+int ts_ready_run(tt_sched *S) {
+  if (S->current || S->driving) return UV_EBUSY;
+  if (!S->running) return 0;
+  ts_drive(S, 1);
+  return S->rhead != NULL;
+}
+
+/*
+** The Lua state closes (the scheduler's or luv's guard's __gc): abandon the
+** live roots (nothing is resumed any more), close everything they opened
+** and our handles, and let the loop finish closing them: the memory that
+** libuv still uses goes with the state.
+*/
+void ts_shutdown(tt_sched *S) {
+  while (S->roots) ts_root_abandon(S, S->L, S->roots, 0);
+  S->rhead = S->rtail = NULL;
+  if (S->running) ts_session_end(S);
+  while (S->nhandles > 0 && uv_run(S->loop, UV_RUN_ONCE)) {}
 }
 
 /* ---- bindings --------------------------------------------------------- */
@@ -370,7 +721,7 @@ static int l_sleep(lua_State *L) {
   luaL_argcheck(L, d >= 0, 1, "non-negative number expected");
   t = tk_current(L, S, "tether.sleep");
   if (d == 0) return tk_yield(L, t, tk_checkpoint_k, 0);
-  return tk_sleep_until(L, S, t, ts_deadline_after(d));
+  return tk_sleep_until(L, S, t, ts_deadline_after(S, d));
 }
 
 /* tether.sleep_until(time)  -- time on the tether.now() clock */
@@ -400,10 +751,10 @@ static int l_checkpoint(lua_State *L) {
                   0);
 }
 
-/* tether.now() -> seconds */
+/* tether.now() -> seconds (the virtual time on the virtual clock) */
 static int l_now(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
-  lua_pushnumber(L, (double)(ts_now() - S->t0) / 1e9);
+  lua_pushnumber(L, (double)(ts_now(S) - S->t0) / 1e9);
   return 1;
 }
 
@@ -415,10 +766,10 @@ static int l_current_task(lua_State *L) {
   return 1;
 }
 
-/* tether.stats() -> { tasks, handles, timers, io, running } */
+/* tether.stats() -> { tasks, handles, timers, io, roots, running } */
 static int l_stats(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
-  lua_createtable(L, 0, 5);
+  lua_createtable(L, 0, 6);
   lua_pushinteger(L, S->nios);
   lua_setfield(L, -2, "io");
   lua_pushinteger(L, S->ntasks);
@@ -427,93 +778,45 @@ static int l_stats(lua_State *L) {
   lua_setfield(L, -2, "handles");
   lua_pushinteger(L, S->nheap + S->nforever);
   lua_setfield(L, -2, "timers");
+  lua_pushinteger(L, S->nroots);
+  lua_setfield(L, -2, "roots");
   lua_pushboolean(L, S->running);
   lua_setfield(L, -2, "running");
   return 1;
 }
 
-/* Close our libuv handles and let the loop finish closing them. */
-static void ts_close_handles(tt_sched *S) {
-  if (!uv_is_closing((uv_handle_t *)&S->timer))
-    uv_close((uv_handle_t *)&S->timer, ts_on_close);
-  if (!uv_is_closing((uv_handle_t *)&S->sigint))
-    uv_close((uv_handle_t *)&S->sigint, ts_on_close);
-  /* NOTE: ONCE, not NOWAIT: an abandoned request (a DNS lookup) may take a
-     while, and the run waits for it without spinning. */
-  while (S->nhandles > 0) uv_run(S->loop, UV_RUN_ONCE);
-}
-
-/* tether.run(main, ...) -> main's results */
+/* tether.run([opts,] main, ...) -> main's results */
 static int l_run(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
-  int nargs = lua_gettop(L) - 1, deadlocked = 0, abandoned = 0;
-  int dump_ref = LUA_NOREF;
-  uint64_t polled = 0;
+  int fidx, clock, nameidx;
+  lua_State *from = S->from;
   struct sigaction old;
   tt_task *root;
-  if (S->running)
+  if (S->in_run || S->current)
     return luaL_error(L, "tether.run: already running (called from inside "
                       "a task)");
-  luaL_checkany(L, 1);
-  if (!lua_isfunction(L, 1) && luaL_getmetafield(L, 1, "__call") == LUA_TNIL)
-    luaL_typeerror(L, 1, "function");
-  lua_settop(L, nargs + 1);
-  root = tk_task_new(L, S, 1, nargs);         /* stack: main, args, task */
-  lua_pushvalue(L, 1);
-  lua_setiuservalue(L, -2, TT_UV_NAME);
+  fidx = tk_root_args(L, "tether.run", &clock, &nameidx);
+  root = tk_root_start(L, S, fidx, nameidx, TT_ROOT_RUN, clock, "tether.run");
   S->root = root;
-  S->running = 1;
+  S->in_run = 1;
   S->interrupted = 0;
-  uv_timer_init(S->loop, &S->timer);
+  S->from = L;
   uv_signal_init(S->loop, &S->sigint);
-  S->timer.data = S->sigint.data = S;
-  S->nhandles = 2;
+  S->sigint_open = 1;
+  S->nhandles++;
   sigaction(SIGINT, NULL, &old);
   uv_signal_start(&S->sigint, ts_on_sigint, SIGINT);
-  ts_io_run_begin(S);
-  ts_ready(S, root);
-  while (root->state != TT_T_DONE) {
-    ts_fire_timers(S);
-    if (S->rhead) {
-      uint64_t now;
-      ts_run_batch(S, L);
-      /* NOTE: poll I/O between batches at most every 100 us: a task that
-         loops on checkpoints should not pay a syscall per turn. */
-      now = ts_now();
-      if (now - polled >= 100000) {
-        uv_run(S->loop, UV_RUN_NOWAIT);
-        polled = now;
-      }
-      continue;
-    }
-    if (!ts_arm_timer(S) && S->nforever == 0 && !ts_loop_alive(S)) {
-      /* Nothing is ready and nothing can make anything ready. */
-      if (!deadlocked) {
-        deadlocked = 1;
-        /* what every task waits on, before the cancellation unwinds them */
-        lua_pushcfunction(L, l_dump_protected);
-        lua_pushlightuserdata(L, S);
-        if (lua_pcall(L, 1, 1, 0) == LUA_OK)
-          dump_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-        else
-          lua_pop(L, 1);
-        ts_cancel(S, &root->root, TT_REASON_DEADLOCK);
-        continue;
-      }
-      ts_abandon(S, &root->root);
-      abandoned = 1;
-      break;
-    }
+  while (root->state != TT_T_DONE) uv_run(S->loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&S->sigint, ts_sigint_closed);
+  /* NOTE: ONCE, not NOWAIT: an abandoned request (a DNS lookup) may take a
+     while, and the run waits for it without spinning.  With launched roots
+     still live, the session goes on: only our SIGINT watcher is waited for. */
+  while (S->sigint_open || (!S->running && S->nhandles > 0))
     uv_run(S->loop, UV_RUN_ONCE);
-    polled = ts_now();
-  }
-  uv_signal_stop(&S->sigint);
-  ts_io_run_end(S);
-  ts_close_handles(S);
   sigaction(SIGINT, &old, NULL);
-  S->running = 0;
+  S->in_run = 0;
   S->root = NULL;
-  S->rhead = S->rtail = NULL;
+  S->from = from;
   if (S->interrupted) {
     tk_new_error(L, S, TT_CLS_INTERRUPTED, "tether.run: interrupted by SIGINT");
     if (root->outcome == TT_O_FAILED) {
@@ -523,9 +826,9 @@ static int l_run(lua_State *L) {
     }
     return lua_error(L);
   }
-  if (deadlocked && (abandoned || root->outcome == TT_O_CANCELLED)) {
-    tk_push_ref(L, dump_ref);
-    luaL_unref(L, LUA_REGISTRYINDEX, dump_ref);
+  if (root->deadlocked == 2 ||
+      (root->deadlocked && root->outcome == TT_O_CANCELLED)) {
+    tk_push_ref(L, S->dump_ref);
     lua_pushfstring(L, "tether.run: deadlock: every task is blocked and "
                     "nothing can wake them%s%s",
                     lua_isstring(L, -1) ? ":\n" : "",
@@ -535,7 +838,6 @@ static int l_run(lua_State *L) {
     lua_setfield(L, -2, "dump");
     return lua_error(L);
   }
-  luaL_unref(L, LUA_REGISTRYINDEX, dump_ref);
   lua_checkstack(L, root->nres + LUA_MINSTACK);
   if (root->outcome != TT_O_OK) {
     lua_xmove(root->co, L, 1);

@@ -48,17 +48,17 @@ static double to_seconds(tt_sched *S, uint64_t ns) {
 }
 
 static uint64_t from_seconds(tt_sched *S, double at) {
-  double now = (double)(ts_now() - S->t0) / 1e9;
+  double now = (double)(ts_now(S) - S->t0) / 1e9;
   if (at == HUGE_VAL) return TT_NEVER;
-  if (at <= now) return ts_now();
-  return ts_deadline_after(at - now);
+  if (at <= now) return ts_now(S);
+  return ts_deadline_after(S, at - now);
 }
 
 /* Apply a new deadline to a scope that is running. */
 static void tk_scope_retime(lua_State *L, tt_sched *S, tt_scope *s) {
   if (s->cancel_called || !s->active) return;
   if (s->timer.deadline == TT_NEVER) ts_timer_stop(S, &s->timer);
-  else if (s->timer.deadline <= ts_now()) ts_cancel(S, s, TT_REASON_DEADLINE);
+  else if (s->timer.deadline <= ts_now(S)) ts_cancel(S, s, TT_REASON_DEADLINE);
   else if (ts_timer_start(S, &s->timer, s->timer.deadline) != 0)
     luaL_error(L, "not enough memory");
 }
@@ -94,7 +94,7 @@ int tk_scope_enter(lua_State *L, tt_task *t, tt_scope *s) {
   if (s->parent) TT_LIST_APPEND(s->parent->children, s, link);
   ts_task_set_scope(t, s);
   if (s->timer.deadline != TT_NEVER && !s->cancel_called) {
-    if (s->timer.deadline <= ts_now()) {
+    if (s->timer.deadline <= ts_now(S)) {
       ts_cancel(S, s, TT_REASON_DEADLINE);
     } else if (ts_timer_start(S, &s->timer, s->timer.deadline) != 0) {
       ts_scope_exit(S, t, s);
@@ -281,7 +281,8 @@ static int tk_scope_run(lua_State *L, int mode, const char *op) {
   tt_task *t = tk_current(L, S, op);
   if (ls->s.used)
     return luaL_error(L, "%s: a cancel scope runs only once", op);
-  if (ls->timeout >= 0) ls->s.timer.deadline = ts_deadline_after(ls->timeout);
+  if (ls->timeout >= 0)
+    ls->s.timer.deadline = ts_deadline_after(S, ls->timeout);
   tk_scope_enter(L, t, &ls->s);
   lua_pushcfunction(L, tt_msgh);
   lua_insert(L, 2);
@@ -377,7 +378,8 @@ static int l_scope_index(lua_State *L) {
   if (k == NULL) return 0;
   if (strcmp(k, "deadline") == 0) {
     if (!ls->s.used && ls->timeout >= 0)
-      lua_pushnumber(L, to_seconds(ls->S, ts_deadline_after(ls->timeout)));
+      lua_pushnumber(L, to_seconds(ls->S,
+                                   ts_deadline_after(ls->S, ls->timeout)));
     else
       lua_pushnumber(L, to_seconds(ls->S, ls->s.timer.deadline));
   } else if (strcmp(k, "shield") == 0) {
@@ -386,7 +388,8 @@ static int l_scope_index(lua_State *L) {
     /* a deadline that has passed counts, also before the scope has run
        (as in Trio): the scope is then cancelled now */
     if (!ls->s.cancel_called && (ls->s.active || !ls->s.used) &&
-        ls->s.timer.deadline != TT_NEVER && ls->s.timer.deadline <= ts_now())
+        ls->s.timer.deadline != TT_NEVER &&
+        ls->s.timer.deadline <= ts_now(ls->S))
       ts_cancel(ls->S, &ls->s, TT_REASON_DEADLINE);
     lua_pushboolean(L, ls->s.cancel_called);
   } else if (strcmp(k, "cancelled_caught") == 0) {

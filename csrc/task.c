@@ -434,6 +434,7 @@ static int l_task_failed(lua_State *L) {
 static int l_task_result(lua_State *L) {
   tt_task *t = check_task(L, "t:result");
   int i, top;
+  t->observed = 1;
   if (t->state != TT_T_DONE) {
     push_name_at(L, t, 1);
     return luaL_error(L, "t:result: task '%s' is not finished",
@@ -471,6 +472,7 @@ static int l_task_result(lua_State *L) {
 /* t:error() -> the error value of a failed or cancelled task, else nil */
 static int l_task_error(lua_State *L) {
   tt_task *t = check_task(L, "t:error");
+  t->observed = 1;
   if (t->state != TT_T_DONE || t->outcome == TT_O_OK) return 0;
   lua_pushvalue(t->co, -1);
   lua_xmove(t->co, L, 1);
@@ -482,6 +484,7 @@ static int l_task_wait(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
   tt_task *t = check_task(L, "t:wait");
   tt_task *cur = tk_current(L, S, "t:wait");
+  t->observed = 1;
   if (t == cur) return luaL_error(L, "t:wait: a task cannot wait for itself");
   if (t->state == TT_T_DONE || ts_cancelled(cur))
     return tk_yield(L, cur, tk_checkpoint_k, 0);

@@ -33,6 +33,7 @@ build = {
         "csrc/channel.c",
         "csrc/core.c",
         "csrc/dump.c",
+        "csrc/embed.c",
         "csrc/errgroup.c",
         "csrc/errors.c",
         "csrc/gather.c",
