@@ -84,12 +84,12 @@ deps:
 
 test: rockspec-check
 	@.ci/deps.sh $(TEST_DEBS)
-	@$(MAKE) --no-print-directory -s all $(ALLOC_HARNESS)
+	@$(MAKE) --no-print-directory -s all $(ALLOC_HARNESS) $(EMBED_HOST)
 	@.ci/suite --build build
 
 check: rockspec-check
 	@.ci/deps.sh $(TEST_DEBS)
-	@$(MAKE) --no-print-directory build-asan/tether/core.so $(ALLOC_HARNESS)
+	@$(MAKE) --no-print-directory build-asan/tether/core.so $(ALLOC_HARNESS) $(EMBED_HOST)
 	@rm -rf $(ASAN_REPORTS) && mkdir -p $(ASAN_REPORTS)
 	@asan=$$($(CC) -print-file-name=libasan.so); \
 	  [ -f "$$asan" ] || { echo "check: $(CC) has no libasan.so"; echo "0 passed, 1 failed"; exit 1; }; \
@@ -97,7 +97,7 @@ check: rockspec-check
 
 valgrind: rockspec-check
 	@.ci/deps.sh $(TEST_DEBS) valgrind
-	@$(MAKE) --no-print-directory all $(ALLOC_HARNESS)
+	@$(MAKE) --no-print-directory all $(ALLOC_HARNESS) $(EMBED_HOST)
 	@$(KEEP_CLIBS) .ci/suite --build build valgrind -q --error-exitcode=1 --leak-check=full
 
 # The rockspec cannot glob: its list of csrc/*.c must match the directory.

@@ -85,4 +85,24 @@ function support.in_checkout(cmd)
   return ("cd '%s' && LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='%s/?.so;;' %s"):format(ROOT, BUILD, cmd)
 end
 
+-- Runs Lua source `code` in a fresh lua5.4 against this checkout (under `timeout`,
+-- default 20 s), with the extra command-line arguments `args` (strings).
+-- Returns { status = exit status (124: timed out), out = stdout, err = stderr }.
+function support.run_lua(code, seconds, args)
+  local script, errfile = os.tmpname(), os.tmpname()
+  local f = assert(io.open(script, "w"))
+  f:write(code)
+  f:close()
+  local p = assert(io.popen(support.in_checkout(("timeout %d lua5.4 '%s' %s 2>'%s'"):format(
+    seconds or 20, script, table.concat(args or {}, " "), errfile)), "r"))
+  local out = p:read("a")
+  local _, _, status = p:close()
+  f = assert(io.open(errfile, "r"))
+  local err = f:read("a")
+  f:close()
+  os.remove(script)
+  os.remove(errfile)
+  return { status = status, out = out, err = err }
+end
+
 return support
