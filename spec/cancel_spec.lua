@@ -201,7 +201,7 @@ describe("cancellation", function()
   describe("unwinding", function()
     it("runs <close> variables innermost first when Cancelled unwinds, and lets them block under a shield", function()
       local log, result = {}, nil
-      result = tether.run(function()
+      result = tether.run({ clock = "virtual" }, function()
         return tether.move_on_after(0.02, function()
           local a <close> = closer(function(_, err)
             log[#log + 1] = "outer close " .. tostring(is_cancelled(err))
@@ -223,7 +223,7 @@ describe("cancellation", function()
 
     it("runs a pcall handler that blocks (shielded sleep) before re-raising Cancelled", function()
       local log = {}
-      local result, elapsed = tether.run(function()
+      local result, elapsed = tether.run({ clock = "virtual" }, function()
         local t0 = tether.now()
         local r = tether.move_on_after(0.02, function()
           local ok, e = pcall(tether.sleep, 10)
@@ -269,7 +269,7 @@ describe("cancellation", function()
     end)
 
     it("raises Cancelled again from an unshielded blocking call in a cleanup handler", function()
-      local r = tether.run(function()
+      local r = tether.run({ clock = "virtual" }, function()
         local r = {}
         r.result = tether.move_on_after(0.01, function()
           local ok = pcall(tether.sleep, 10)
@@ -313,7 +313,7 @@ describe("cancellation", function()
     end)
 
     it("protects from outer deadlines: the shielded work finishes, the outer scope then fires", function()
-      local result, finished, elapsed = tether.run(function()
+      local result, finished, elapsed = tether.run({ clock = "virtual" }, function()
         local t0, finished = tether.now(), false
         local result = tether.move_on_after(0.01, function()
           tether.shield(function()
@@ -363,7 +363,7 @@ describe("cancellation", function()
     end)
 
     it("does not protect from its own deadline", function()
-      local r, elapsed = tether.run(function()
+      local r, elapsed = tether.run({ clock = "virtual" }, function()
         local t0 = tether.now()
         local outer = tether.cancel_scope({})
         local r

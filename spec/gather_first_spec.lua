@@ -87,7 +87,7 @@ describe("tether.gather", function()
   end)
 
   it("propagates an outer cancellation instead of reporting it as a result", function()
-    local r, cleaned, elapsed = tether.run(function()
+    local r, cleaned, elapsed = tether.run({ clock = "virtual" }, function()
       local t0, cleaned = tether.now(), 0
       local function sleeper()
         local ok, e = pcall(tether.sleep, 10)
@@ -107,7 +107,7 @@ end)
 
 describe("tether.first", function()
   it("returns the first success and cancels the rest, waiting for them to finish", function()
-    local r = tether.run(function()
+    local r = tether.run({ clock = "virtual" }, function()
       local t0 = tether.now()
       local cancelled, closed = 0, 0
       local function loser()
