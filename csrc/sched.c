@@ -369,7 +369,10 @@ static void ts_drive(tt_sched *S, int once) {
    a task) gets no scheduling from it: never a resume inside a resume. */
 static void ts_on_prepare(uv_prepare_t *h) {
   tt_sched *S = LR_OF(h, prepare)->S;
-  if (S->current == NULL && !S->driving) ts_plan(S);
+  if (S->current || S->driving) return;
+  S->driving = 1;                 /* a deadlock report runs a handler */
+  ts_plan(S);
+  S->driving = 0;
 }
 
 static void ts_on_check(uv_check_t *h) {
