@@ -119,6 +119,29 @@ describe("the virtual clock", function()
     assert.matches('option \'clock\': "real" or "virtual" expected', e, 1, true)
   end)
 
+  it("does not wait for a task idle in a stream read: time jumps past it", function()
+    local r = tether.run(VIRTUAL, function()
+      local a, b = tether.stream_pair()
+      local got, late
+      tether.with_group(function(g)
+        g:spawn(function()
+          got = tether.move_on_after(7200, function() return b:read() end)
+          late = tether.now()
+        end)
+        g:spawn(function()
+          tether.sleep(3600)
+          a:write("hello")
+        end)
+      end)
+      local timed_out = tether.move_on_after(60, function() return b:read() end)
+      local t = tether.now()
+      a:close()
+      b:close()
+      return { got, late, timed_out, t }
+    end)
+    assert.same({ true, 3600, false, 3660 }, r)
+  end)
+
   it("holds still while an await is pending (real I/O in flight), and jumps again after", function()
     -- luv gives a real callback source: in a child, so that the suite stays on the default loop
     local r = run_lua([[
