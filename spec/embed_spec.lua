@@ -140,6 +140,21 @@ describe("tether.launch", function()
     assert.same({}, calls) -- b was waited for, c was cancelled: nothing unhandled
   end)
 
+  it("closes the I/O objects a root's tasks left open when that root ends, while other roots go on", function()
+    local streams
+    local h = tether.launch(function()
+      local a, b = tether.stream_pair()
+      streams = { a, b }                     -- left open
+      tether.checkpoint()
+    end)
+    local r = tether.run(function()
+      while not h:done() do tether.sleep(0.001) end
+      local ok, e = pcall(streams[1].write, streams[1], "x")
+      return { ok = ok, closed = tether.ClosedResourceError:is(e), io = tether.stats().io }
+    end)
+    assert.same({ ok = false, closed = true, io = 0 }, r)
+  end)
+
   it("shows every live root in tether.dump()", function()
     local h = tether.launch({ name = "background" }, tether.sleep, 0.01)
     local text = tether.run({ name = "foreground" }, function() return tether.dump() end)
