@@ -87,31 +87,33 @@ describe("tether.launch", function()
   end)
 
   it("lets tether.run run while a launched root is live: run returns when its own root is done", function()
+    local release
     local h = tether.launch(function()
-      tether.sleep(0.03)
+      tether.await(function(done) release = done end)
       return "late"
     end)
     assert.equal("quick", tether.run(function() return "quick" end))
     assert.is_false(h:done())
     assert.is_true(tether.stats().running)
     assert.equal(1, tether.stats().roots)
-    tether.run(function() h:wait() end)
+    tether.run(function() release(); h:wait() end)
     assert.equal("late", h:result())
   end)
 
   it("from inside a task starts a root of its own, which outlives the task that launched it", function()
-    local h
+    local h, release
     tether.run(function()
       tether.move_on_after(0, function()   -- the scope that launches it is cancelled
         h = tether.launch(function()
-          tether.sleep(0.005)
+          tether.await(function(done) release = done end)
+          tether.checkpoint()
           return "survived"
         end)
         tether.checkpoint()
       end)
     end)
     assert.is_false(h:done())
-    drive(h)
+    tether.run(function() release(); h:wait() end)
     assert.equal("survived", h:result())
   end)
 
@@ -279,20 +281,24 @@ describe("with luv (in a child lua5.4)", function()
     local r = run_lua([[
       local uv = require("luv")
       local tether = require("tether")
-      local log = {}
+      local log, pending, delivered = {}, nil, 0
       local h = tether.launch(function()
         for i = 1, 3 do
-          log[#log + 1] = "task " .. i
-          tether.sleep(0.02)
+          tether.sleep(0.002)                     -- a tether timer
+          log[#log + 1] = "wait " .. i
+          local v = tether.await(function(done) pending = done end)
+          log[#log + 1] = "got " .. v
         end
         return "done"
       end)
-      local t = uv.new_timer()
-      local n = 0
-      t:start(10, 20, function()
-        n = n + 1
-        log[#log + 1] = "luv " .. n
-        if n == 3 then t:close() end
+      local t = uv.new_timer()                    -- a luv timer hands out values
+      t:start(1, 1, function()
+        if not pending then return end
+        local p = pending
+        pending, delivered = nil, delivered + 1
+        log[#log + 1] = "luv " .. delivered
+        p(delivered)
+        if delivered == 3 then t:close() end
       end)
       uv.run()
       local s = tether.stats()
@@ -300,7 +306,8 @@ describe("with luv (in a child lua5.4)", function()
       print(h:result(), s.tasks, s.handles, s.timers, s.roots, s.running, uv.loop_alive())
     ]])
     assert.equal(0, r.status, child_report(r))
-    assert.equal("task 1,luv 1,task 2,luv 2,task 3,luv 3\ndone\t0\t0\t0\t0\tfalse\tfalse\n", r.out)
+    assert.equal("wait 1,luv 1,got 1,wait 2,luv 2,got 2,wait 3,luv 3,got 3\n"
+      .. "done\t0\t0\t0\t0\tfalse\tfalse\n", r.out)
   end)
 
   it("tether.run and launched roots run on luv's loop, which luv's own callbacks share", function()
