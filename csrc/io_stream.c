@@ -555,6 +555,7 @@ static int l_write(lua_State *L) {
   bufs[i].base += r;
   bufs[i].len -= (size_t)r;
   ts_op_init(&s->wop, &s->io, "write", cancel_write);
+  s->wop.holds_clock = 1;            /* a virtual clock waits for writes */
   r = uv_write(&s->wreq, &s->h.stream, bufs + i, (unsigned)(nb - i), on_write);
   if (r < 0) {
     tk_new_ioerror(L, S, TT_CLS_BROKEN, r, "write");
@@ -581,6 +582,7 @@ static int l_close_write(lua_State *L) {
   if ((c = ts_cancelled(t)) != NULL) return tk_raise_cancelled(L, S, c);
   s->wshut = 1;
   ts_op_init(&s->wop, &s->io, "close_write", cancel_write);
+  s->wop.holds_clock = 1;
   r = uv_shutdown(&s->sreq, &s->h.stream, on_shutdown);
   if (r == UV_ENOTCONN) return 0;             /* the peer is gone already */
   if (r < 0) {
