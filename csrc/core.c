@@ -123,6 +123,11 @@ int luaopen_tether_core(lua_State *L) {
   tt_dump_open(L, S);
   tt_io_open(L, S);
   tt_embed_open(L, S);
+  tt_dns_open(L, S);
+  tt_listen_open(L, S);
+  tt_tcp_open(L, S);
+  tt_unix_open(L, S);
+  tt_udp_open(L, S);
   /* NOTE: a string key, the one the header-only API knows; it is in the
      "tether." namespace of the metatables that luaL_newmetatable names. */
   lua_pushlightuserdata(L, (void *)&capi);

@@ -149,4 +149,64 @@ void ts_io_run_begin(tt_sched *S);
 void ts_io_run_end(tt_sched *S);
 void tt_io_open(lua_State *L, tt_sched *S);
 
+/*
+** Networking (io_dns.c, io_listen.c, io_tcp.c, io_unix.c, io_udp.c).
+**
+** A listener (io_listen.c) is shared by TCP and local sockets: a uv_tcp_t
+** or uv_pipe_t in listen mode, the pending accept, and how to make a
+** stream of an accepted connection.  libuv takes one connection off the
+** kernel's queue and then waits for uv_accept (`pending`), so an accept
+** that is cancelled before it took it loses nothing.
+*/
+typedef struct tt_listener {
+  tt_io io;
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } h;
+  tt_op aop;                /* the pending accept */
+  const tt_io_kind *skind;  /* the kind of the streams it accepts */
+  int (*init)(uv_loop_t *loop, tt_stream *s);   /* ... and their handle */
+  int err;                  /* an accept error not yet reported */
+  int port;                 /* TCP: the bound port */
+  char host[64];            /* TCP: the bound address */
+  char *path;               /* local: the socket file (removed at close) */
+  unsigned long dev, ino;   /* ... and its identity, checked before removing */
+  uint8_t pending;          /* a connection waits for uv_accept */
+  uint8_t opened;           /* h was initialised (uv_close is owed) */
+} tt_listener;
+
+/* A socket address of either IP family. */
+typedef union tt_sockaddr {
+  struct sockaddr sa;
+  struct sockaddr_in in;
+  struct sockaddr_in6 in6;
+  struct sockaddr_storage ss;
+} tt_sockaddr;
+
+/* io_dns.c */
+int ts_ip_parse(const char *host, int port, tt_sockaddr *addr);
+int ts_ip_name(const struct sockaddr *sa, char *host, size_t size, int *port);
+int tk_push_sockaddr(lua_State *L, const struct sockaddr *sa);
+int tk_check_port(lua_State *L, int arg, const char *fname, int min);
+int tk_lookup(lua_State *L, tt_sched *S, tt_task *t, const char *host,
+              int socktype, int flags, lua_KFunction k);
+struct addrinfo *tk_lookup_result(lua_State *L, int boxidx, const char *host);
+void tt_dns_open(lua_State *L, tt_sched *S);
+
+/* io_listen.c */
+tt_listener *tk_listener_new(lua_State *L, tt_sched *S,
+                             const tt_io_kind *kind);
+int tk_listener_start(lua_State *L, tt_listener *l, int backlog);
+void ts_listener_close(tt_io *io);
+int tk_serve(lua_State *L, const char *fname, lua_CFunction listen);
+void tt_listen_open(lua_State *L, tt_sched *S);
+
+/* io_tcp.c, io_unix.c, io_udp.c */
+void tt_tcp_open(lua_State *L, tt_sched *S);
+void tt_unix_open(lua_State *L, tt_sched *S);
+void tt_udp_open(lua_State *L, tt_sched *S);
+
 #endif
