@@ -201,6 +201,14 @@ static int is_code(lua_State *L, const char *const codes[]) {
 
 static int l_listener_accept(lua_State *L);
 
+static int k_serve_body(lua_State *L, int status, lua_KContext stage);
+
+/* Continuation of the wait for a slot (its context is the op). */
+static int k_serve_slot(lua_State *L, int status, lua_KContext ctx) {
+  (void)ctx;
+  return k_serve_body(L, status, B_SLOT);
+}
+
 /*
 ** The body of serve's group: wait for a slot (opts.limit), accept, spawn a
 ** handler task, again.  Stack 1 the group.  Upvalues: 1 the scheduler,
@@ -221,7 +229,7 @@ static int k_serve_body(lua_State *L, int status, lua_KContext stage) {
         sv->sop.done = 0;
         if (sv->limit && sv->nactive >= sv->limit) {
           if (ts_cancelled(t)) return tk_raise_cancelled(L, S, ts_cancelled(t));
-          return tk_op_await(L, t, &sv->sop, k_serve_body);
+          return tk_op_await(L, t, &sv->sop, k_serve_slot);
         }
         lua_pushlightuserdata(L, S);
         lua_pushcclosure(L, l_listener_accept, 1);
@@ -253,8 +261,7 @@ static int k_serve_body(lua_State *L, int status, lua_KContext stage) {
         stage = B_SLOT;
         status = LUA_OK;
         continue;
-      case B_SLEPT:
-      default:
+      default:                        /* B_SLEPT */
         stage = B_SLOT;
         continue;
     }

@@ -4,13 +4,48 @@ local tether = require("tether")
 
 local M = {}
 
--- The number of open file descriptors of this process.
-function M.fdcount()
-  local n = 0
-  local p = io.popen("ls /proc/" .. M.pid() .. "/fd")
-  for _ in p:lines() do n = n + 1 end
+-- Helper commands run without LD_PRELOAD: under `make check` it puts ASan
+-- into every child, and LeakSanitizer would report tools like ls or bash.
+local NOPRELOAD = "env -u LD_PRELOAD "
+
+-- os.execute(cmd) without the preload; true when it exited 0.
+function M.sh(cmd)
+  return os.execute(NOPRELOAD .. "sh -c '" .. cmd:gsub("'", "'\\''") .. "'") == true
+end
+
+-- The output of cmd (without the preload).
+function M.read(cmd)
+  local p = io.popen(NOPRELOAD .. "sh -c '" .. cmd:gsub("'", "'\\''") .. "'")
+  local out = p:read("a")
   p:close()
-  return n - 1     -- the pipe of this popen
+  return out
+end
+
+-- Debian's python3 (the one the Makefile installs), else whatever is on PATH.
+M.PYTHON = io.open("/usr/bin/python3") and "/usr/bin/python3" or "python3"
+
+-- The open file descriptors of this process: count, and { [fd] = target }.
+-- NOTE: listed by a child writing to a file (os.execute), not through a
+-- popen pipe, whose two ends may both be open in this process for a moment.
+local listing = os.tmpname()
+function M.fds()
+  local n, t = 0, {}
+  M.sh("ls -l /proc/" .. M.pid() .. "/fd > " .. listing .. " 2>/dev/null")
+  local f = assert(io.open(listing))
+  for line in f:lines() do
+    local fd, target = line:match("(%d+) %-> (.*)$")
+    if fd and target ~= listing then
+      n = n + 1
+      t[tonumber(fd)] = target
+    end
+  end
+  f:close()
+  os.remove(listing)
+  return n, t
+end
+
+function M.fdcount()
+  return (M.fds())
 end
 
 local pid
@@ -45,12 +80,17 @@ end
 function M.fd_checked(fn)
   M.warm()
   collectgarbage()
-  local before = M.fdcount()
+  local before, bt = M.fds()
   local r = table.pack(fn())
   collectgarbage()
   collectgarbage()
-  local after = M.fdcount()
-  assert(after == before, ("file descriptors leaked: %d before, %d after"):format(before, after))
+  local after, at = M.fds()
+  if after ~= before then
+    local d = {}
+    for fd, tg in pairs(at) do if bt[fd] ~= tg then d[#d + 1] = "+" .. fd .. " " .. tg end end
+    for fd, tg in pairs(bt) do if at[fd] ~= tg then d[#d + 1] = "-" .. fd .. " " .. tg end end
+    error(("file descriptors leaked: %d before, %d after: %s"):format(before, after, table.concat(d, ", ")), 2)
+  end
   return table.unpack(r, 1, r.n)
 end
 
@@ -75,7 +115,7 @@ end
 
 -- Runs `cmd` in the background; returns its pid (stdout to `out`).
 function M.spawn(cmd, out)
-  local p = io.popen(("sh -c '%s >%s 2>&1 & echo $!'"):format(cmd:gsub("'", "'\\''"), out))
+  local p = io.popen((NOPRELOAD .. "sh -c '%s >%s 2>&1 & echo $!'"):format((cmd:gsub("'", "'\\''")), out))
   local id = p:read("n")
   p:close()
   return id

@@ -397,7 +397,9 @@ describe("tcp", function()
   describe("streams over TCP", function()
     it("echoes bytes both ways, NUL bytes included", function()
       local got = run(function()
-        local c <close>, s <close> = pair()
+        local c0, s0 = pair()
+        local c <close> = c0
+        local s <close> = s0
         local data = "a\0b\0\0c" .. string.rep("\0", 1000)
         c:write(data)
         return s:read_exactly(#data) == data
@@ -407,7 +409,9 @@ describe("tcp", function()
 
     it("a peer that closes mid-read: the reader gets the bytes, then nil (EOF)", function()
       local r = run(function()
-        local c <close>, s <close> = pair()
+        local c0, s0 = pair()
+        local c <close> = c0
+        local s <close> = s0
         local got = {}
         tether.with_group(function(g)
           g:spawn(function()
@@ -429,7 +433,9 @@ describe("tcp", function()
 
     it("a peer that closes mid-write: BrokenResourceError, never SIGPIPE", function()
       local e = run(function()
-        local c <close>, s <close> = pair()
+        local c0, s0 = pair()
+        local c <close> = c0
+        local s <close> = s0
         local err
         tether.with_group(function(g)
           g:spawn(function()
@@ -448,7 +454,9 @@ describe("tcp", function()
 
     it("writing after the peer closed raises BrokenResourceError", function()
       local e = run(function()
-        local c <close>, s <close> = pair()
+        local c0, s0 = pair()
+        local c <close> = c0
+        local s <close> = s0
         s:close()
         tether.sleep(0.02)
         return error_of(function()
@@ -461,7 +469,9 @@ describe("tcp", function()
 
     it("a slow reader: the writer blocks and the reader's memory stays bounded", function()
       local r = run(function()
-        local c <close>, s <close> = pair()
+        local c0, s0 = pair()
+        local c <close> = c0
+        local s <close> = s0
         local written, blocked = 0, false
         tether.with_group(function(g)
           local w = g:spawn(function()
@@ -489,7 +499,9 @@ describe("tcp", function()
 
     it("two readers: the second gets BusyResourceError", function()
       local e = run(function()
-        local c <close>, s <close> = pair()
+        local c0, s0 = pair()
+        local c <close> = c0
+        local s <close> = s0
         local err
         tether.with_group(function(g)
           g:spawn(function() pcall(s.read, s) end)
@@ -505,7 +517,8 @@ describe("tcp", function()
 
     it("a stream closed by another task raises ClosedResourceError in the blocked reader", function()
       local e = run(function()
-        local c <close>, s = pair()
+        local c0, s = pair()
+        local c <close> = c0
         local err
         tether.with_group(function(g)
           g:spawn(function() err = error_of(s.read, s) end)
@@ -519,7 +532,9 @@ describe("tcp", function()
 
     it("read_exactly at EOF raises IncompleteReadError with .partial", function()
       local e = run(function()
-        local c <close>, s <close> = pair()
+        local c0, s0 = pair()
+        local c <close> = c0
+        local s <close> = s0
         c:write("abc")
         c:close()
         return error_of(s.read_exactly, s, 10)
@@ -530,7 +545,9 @@ describe("tcp", function()
 
     it("a cancelled read consumes nothing", function()
       local r = run(function()
-        local c <close>, s <close> = pair()
+        local c0, s0 = pair()
+        local c <close> = c0
+        local s <close> = s0
         assert.is_false(tether.move_on_after(0.02, s.read_exactly, s, 10))
         c:write("12345")
         assert.is_false(tether.move_on_after(0.02, s.read_exactly, s, 10))
@@ -542,7 +559,9 @@ describe("tcp", function()
 
     it("a read cancelled before it starts leaves the stream usable", function()
       local r = run(function()
-        local c <close>, s <close> = pair()
+        local c0, s0 = pair()
+        local c <close> = c0
+        local s <close> = s0
         c:write("ok")
         local scope = tether.cancel_scope({})
         scope:run(function()
@@ -556,7 +575,9 @@ describe("tcp", function()
 
     it("a cancelled write closes the stream; later use raises ClosedResourceError", function()
       local e = run(function()
-        local c <close>, s <close> = pair()
+        local c0, s0 = pair()
+        local c <close> = c0
+        local s <close> = s0
         local chunk = string.rep("w", 1 << 20)
         local ok = tether.move_on_after(0.05, function()
           for _ = 1, 1000 do c:write(chunk) end
@@ -569,7 +590,9 @@ describe("tcp", function()
 
     it("a 10 MB line raises ENOBUFS, loses nothing, and the next read works", function()
       local r = run(function()
-        local c <close>, s <close> = pair()
+        local c0, s0 = pair()
+        local c <close> = c0
+        local s <close> = s0
         local big = string.rep("L", 10 * 1024 * 1024)
         local e
         tether.with_group(function(g)
@@ -592,7 +615,9 @@ describe("tcp", function()
 
     it("close_write half-closes: the peer reads EOF and can still answer", function()
       local r = run(function()
-        local c <close>, s <close> = pair()
+        local c0, s0 = pair()
+        local c <close> = c0
+        local s <close> = s0
         c:write("question")
         c:close_write()
         c:close_write()
@@ -609,12 +634,12 @@ describe("tcp", function()
     it("fetches a file from python3 -m http.server", function()
       local dir = os.tmpname()
       os.remove(dir)
-      os.execute("mkdir -p " .. dir)
+      net.sh("mkdir -p " .. dir)
       local f = assert(io.open(dir .. "/hello.txt", "w"))
       f:write("hello over http\n")
       f:close()
       local log = dir .. "/server.log"
-      local pid = net.spawn("cd " .. dir .. " && exec python3 -u -m http.server --bind 127.0.0.1 0", log)
+      local pid = net.spawn("cd " .. dir .. " && exec " .. net.PYTHON .. " -u -m http.server --bind 127.0.0.1 0", log)
       local port
       for _ = 1, 200 do
         local lf = io.open(log)
@@ -622,7 +647,7 @@ describe("tcp", function()
         if lf then lf:close() end
         port = text:match("port (%d+)")
         if port then break end
-        os.execute("sleep 0.05")
+        net.sh("sleep 0.05")
       end
       local ok, out = pcall(function()
         assert(port, "http.server did not start")
@@ -632,8 +657,8 @@ describe("tcp", function()
         p:close()
         return o
       end)
-      os.execute("kill " .. pid .. " 2>/dev/null")
-      os.execute("rm -rf " .. dir)
+      net.sh("kill " .. pid .. " 2>/dev/null")
+      net.sh("rm -rf " .. dir)
       assert.is_true(ok, out)
       assert.matches("200", out)
       assert.matches("hello over http", out)

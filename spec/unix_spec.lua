@@ -16,7 +16,7 @@ local function tmppath()
 end
 
 local function exists(p)
-  return os.execute("test -S '" .. p .. "'") == true
+  return net.sh("test -S '" .. p .. "'")
 end
 
 describe("unix sockets", function()
@@ -43,10 +43,7 @@ describe("unix sockets", function()
     local path = tmppath()
     local mode = run(function()
       local l <close> = tether.unix.listen(path, { mode = "0600" })
-      local p = io.popen("stat -c %a '" .. path .. "'")
-      local m = p:read("l")
-      p:close()
-      return m
+      return (net.read("stat -c %a '" .. path .. "'"):gsub("%s+$", ""))
     end)
     assert.equal("600", mode)
     assert.is_false(exists(path))
