@@ -66,7 +66,20 @@ WORKLOADS = {
                   "(tether / this above 1: tether is faster)", scale=1e-6, fmt="{:.2f}"),
     "w10_100": dict(title="W10 channel throughput, capacity 100", unit="million values per second "
                     "(tether / this above 1: tether is faster)", scale=1e-6, fmt="{:.2f}"),
+    "w4": dict(title="W4 TCP echo", unit="round trips per second (higher is better: "
+               "tether / this above 1 means tether is faster)", scale=1, fmt="{:.0f}"),
 }
+
+# W4: C clients (the script's N) each do R round trips; the main point is
+# C = 100, R = 1000; the scaling points keep about 100k round trips per run.
+W4_C = 100
+W4_SCALE_C = [10, 100, 1000]
+W4_FLOOR = os.path.join(OUT, "w4_echo")
+
+
+def w4_rounds(c):
+    r = 1000 if c <= 100 else 100000 // c
+    return max(10, r // 10) if QUICK else r
 
 # W10 runs one script per system (w10) with the capacity as an extra argument,
 # at 10 x N values (1,000,000 in full mode).
@@ -78,6 +91,8 @@ def base(w):
 
 
 def n_of(w, n=None):
+    if w == "w4":
+        return W4_C if n is None else n
     n = N_MAIN if n is None else n
     return n * 10 if w in W10_CAPS else n
 
@@ -97,8 +112,9 @@ SYSTEMS = {
     "asyncio": lambda w: [PY, f"bench/python/{base(w)}_asyncio.py"],
     "trio": lambda w: [PY, f"bench/python/{base(w)}_trio.py"],
     "node": lambda w: ["node", "--expose-gc", f"bench/node/{base(w)}.js"],
+    "floor-c": lambda w: [W4_FLOOR] if w == "w4" else None,
 }
-FLOORS = ("floor-coroutine", "floor-coroutine-1by1", "floor-luv-timer", "floor-sched")
+FLOORS = ("floor-coroutine", "floor-coroutine-1by1", "floor-luv-timer", "floor-sched", "floor-c")
 ANCHORS = ("luv", "cqueues", "asyncio", "trio", "node")
 SCALE_SYSTEMS = ("tether", "floor-coroutine", "luv", "cqueues")   # the 1M points are cheap for these
 
@@ -113,6 +129,7 @@ DESCR = {
     "asyncio": "Python asyncio.TaskGroup",
     "trio": "Python Trio nursery",
     "node": "Node.js Promise.all + AbortController",
+    "floor-c": "floor: plain C on libuv (W4 echo, callbacks)",
 }
 
 # What each system's W10 script uses (the group-and-task wording above does not fit).
@@ -142,7 +159,22 @@ PROBES = {
     "asyncio": [PY, "-c", "import asyncio; asyncio.TaskGroup"],
     "trio": [PY, "-c", "import trio"],
     "node": ["node", "-e", "require('timers/promises')"],
+    "floor-c": ["sh", "-c", f"test -x {W4_FLOOR}"],
 }
+
+W4_SCALE_SYSTEMS = ("tether", "luv", "floor-c")   # the C = 10 and C = 1000 points
+
+
+def build_w4_floor():
+    """Compile bench/floor/w4_echo.c (the W4 floor) into bench/out/."""
+    src = os.path.join(ROOT, "bench", "floor", "w4_echo.c")
+    try:
+        p = subprocess.run(["cc", "-O2", "-std=c99", "-D_POSIX_C_SOURCE=200809L", "-o", W4_FLOOR, src, "-luv"],
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            print(f"  could not build the W4 floor: {p.stderr.strip()[-200:]}")
+    except OSError as e:
+        print(f"  could not build the W4 floor: {e}")
 
 
 def sh(cmd):
@@ -225,6 +257,8 @@ def run_one(system, work, n, delays):
         cmd.append(delays[n])
     if work in W10_CAPS:
         cmd.append(W10_CAPS[work])
+    if work == "w4":
+        cmd.append(str(w4_rounds(n)))
     t0 = time.time()
     try:
         p = subprocess.run(cmd, cwd=ROOT, env=ENV, stdin=subprocess.DEVNULL,
@@ -304,6 +338,7 @@ def snapshot():
 def main():
     os.makedirs(OUT, exist_ok=True)
     core_hash = snapshot()
+    build_w4_floor()
     open(os.path.join(OUT, "raw.txt"), "w").close()
     started = time.time()
     load_start = load_avg()
@@ -343,6 +378,14 @@ def main():
         for (w, s, n), c in cells.items():
             if w in scale_works and s in SCALE_SYSTEMS:
                 scale_cells[(w, s, n)] = c
+    if DO_SCALE and "w4" in works:
+        w4jobs = [("w4", s, c) for c in W4_SCALE_C if c != W4_C for s in W4_SCALE_SYSTEMS
+                  if available.get(s)]
+        w4cells = run_matrix(w4jobs, SCALE_RUNS, delays, "W4 scaling")
+        for (w, s, n), c in cells.items():
+            if w == "w4" and s in W4_SCALE_SYSTEMS:
+                w4cells[(w, s, n)] = c
+        scale_cells.update(w4cells)
 
     info.append(("load average", f"{load_start} at the start, {load_avg()} at the end (other work on the "
                  "machine during a run inflates and spreads the figures)"))
@@ -379,7 +422,9 @@ def report(info, available, works, cells, scale_cells, scale_works, elapsed):
 
     for w in works:
         meta = WORKLOADS[w]
-        L.append(f"## {meta['title']} — N = {n_of(w)}, {meta['unit']}\n")
+        what = (f"C = {W4_C} clients × {w4_rounds(W4_C)} round trips of 64 bytes" if w == "w4"
+                else f"N = {n_of(w)}")
+        L.append(f"## {meta['title']} — {what}, {meta['unit']}\n")
         L.append("| system | median | min–max | runs | tether / this |")
         L.append("|---|---:|---:|---:|---:|")
         tc = cell(w, "tether")
@@ -433,6 +478,27 @@ def report(info, available, works, cells, scale_cells, scale_works, elapsed):
                                     f"max/min = {spread}"))
         L.append("")
 
+    if DO_SCALE and "w4" in works:
+        L.append("## W4 at C = 10, 100, 1000 clients — round trips per second (median)\n")
+        L.append("| system | " + " | ".join(f"C={c} (R={w4_rounds(c)})" for c in W4_SCALE_C) + " |")
+        L.append("|---|" + "---:|" * len(W4_SCALE_C))
+        for s in W4_SCALE_SYSTEMS:
+            if not available.get(s):
+                continue
+            row = []
+            for c in W4_SCALE_C:
+                x = scale_cells.get(("w4", s, c))
+                row.append("—" if x is None else "FAIL" if x.failure else f"{x.median:.0f}")
+            L.append(f"| {DESCR[s]} | " + " | ".join(row) + " |")
+        for s in W4_SCALE_SYSTEMS[1:]:
+            row = []
+            for c in W4_SCALE_C:
+                t, x = scale_cells.get(("w4", "tether", c)), scale_cells.get(("w4", s, c))
+                row.append(f"{t.median / x.median:.2f}" if t is not None and t.ok and x is not None and x.ok
+                           else "—")
+            L.append(f"| tether / {s} | " + " | ".join(row) + " |")
+        L.append("")
+
     L.append("## Targets\n")
     L.append("| target | held? | figures |")
     L.append("|---|---|---|")
@@ -468,6 +534,13 @@ def check_target(w, cells):
         best = min(anchors, key=anchors.get)
         b = anchors[best]
         return name, t <= 0.5 * b, f"tether {t:.3f} s, best anchor {best} {b:.3f} s, ratio {t / b:.2f}"
+    if w == "w4":
+        l, f = med("luv"), med("floor-c")
+        name = "W4: tether ≥ 1.1× hand-written luv and ≥ 0.95× the plain-C floor (round trips/s)"
+        if t is None or l is None or f is None:
+            return name, None, "missing figures"
+        return (name, t >= 1.1 * l and t >= 0.95 * f,
+                f"tether {t:.0f} rt/s, luv {l:.0f} (ratio {t / l:.2f}), C floor {f:.0f} (ratio {t / f:.2f})")
     if w in W10_CAPS:
         name = f"W10 capacity {W10_CAPS[w]}: tether ≥ 1.25× the best anchor (values per second)"
         if t is None or not anchors:
