@@ -1,0 +1,15 @@
+-- Regression: an unknown option was reported as "unknown option of type userdata" (luaL_buffinit pushed a placeholder over the key).
+local tether = require("tether")
+
+describe("regress: unknown option", function()
+  it("names the key in the error", function()
+    local ok, e = pcall(tether.run, function()
+      return tether.tcp.listen(0, { hots = "127.0.0.1" })
+    end)
+    assert.is_false(ok)
+    assert.matches("unknown option 'hots'; known: host, backlog", tostring(e))
+    ok, e = pcall(tether.run, function() return tether.udp.open({ [1] = true }) end)
+    assert.is_false(ok)
+    assert.matches("unknown option of type number", tostring(e))
+  end)
+end)
