@@ -258,7 +258,9 @@ static int l_send_to(lua_State *L) {
   if (err != UV_EAGAIN) return tk_udp_error(L, S, err, "send_to", host, port);
   q = calloc(1, sizeof *q);
   if (q == NULL) return luaL_error(L, "not enough memory");
-  ts_op_init(&q->op, &u->io, "send_to", ts_udp_send_cancel);
+  /* NOTE: no object on the op: the continuation frees the request (and the
+     op in it), and the send holds the socket itself until its callback. */
+  ts_op_init(&q->op, NULL, "send_to", ts_udp_send_cancel);
   q->op.holds_clock = 1;
   q->u = u;
   q->req.data = q;

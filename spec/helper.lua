@@ -49,6 +49,13 @@ local warmups = {
     local a, b = tether.stream_pair()
     a:write("x"); b:read(); a:close(); b:close()
   end,
+  function()                                  -- TCP, UDP, DNS (the thread pool)
+    local l <close> = tether.tcp.listen(0)
+    local c <close> = tether.tcp.connect("127.0.0.1", l.port)
+    local s <close> = l:accept()
+    local u <close> = tether.udp.open({ port = 0 })
+    tether.dns.getaddrinfo("localhost")
+  end,
 }
 if tether and tether.run then
   for _, w in ipairs(warmups) do pcall(tether.run, w) end
