@@ -126,9 +126,10 @@ static int k_receive(lua_State *L, int status, lua_KContext ctx) {
   tt_udp *u = tk_udp_alive(L, "receive");
   (void)status; (void)ctx;
   if (u->got) {                     /* delivered, even to a cancelled task */
-    u->got = 0;
     lua_pushlstring(L, u->buf, (size_t)u->nread);
-    return 1 + tk_push_sockaddr(L, &u->from.sa);
+    tk_push_sockaddr(L, &u->from.sa);
+    u->got = 0;                     /* taken once nothing can fail */
+    return 3;
   }
   tk_op_cancelled(L, &u->rop);
   return tk_udp_error(L, TT_UPSCHED(L), (int)u->rop.result, "receive", NULL,

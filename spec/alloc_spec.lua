@@ -98,7 +98,7 @@ local function sweep(name)
 end
 
 local scenarios = { "spawn", "group_exit", "errorgroup_build", "split", "timer_start", "traceback", "catch",
-                    "channel", "sync" }
+                    "channel", "sync", "net" }
 local total_points = 0
 
 describe("allocation failures", function()

@@ -65,6 +65,45 @@ end
 
 local S = {}
 
+-- Networking: listen, connect, accept, a round trip, serve, UDP and a lookup
+-- with the failure armed; afterwards a new connection must still work.
+function S.net()
+  local st = {}
+  local function main()
+    tether.with_group({ policy = "supervisor" }, function(g)
+      local sib = g:spawn(function() tether.checkpoint(); error("SIBLING-1", 0) end)
+      sib:wait()
+      local l <close> = tether.tcp.listen(0)
+      st.window_ok = window(function()
+        local c <close> = tether.tcp.connect("127.0.0.1", l.port)
+        local s <close> = l:accept()
+        c:write("ping")
+        assert(s:read_exactly(4) == "ping")
+        tether.with_group(function(sg)
+          local sl = sg:start(tether.tcp.serve, function(x) x:write(x:read()) end, 0, { limit = 2 })
+          local d <close> = tether.tcp.connect("127.0.0.1", sl.port)
+          d:write("a")
+          assert(d:read() == "a")
+          sg:cancel()
+        end)
+        local u <close> = tether.udp.open({ port = 0 })
+        local v <close> = tether.udp.open()
+        v:send_to("dgram", "127.0.0.1", u.port)
+        assert(u:receive() == "dgram")
+        tether.dns.getaddrinfo("localhost")
+      end)
+      local l2 <close> = tether.tcp.listen(0)
+      local c2 <close> = tether.tcp.connect("127.0.0.1", l2.port)
+      local s2 <close> = l2:accept()
+      c2:write("after")
+      st.after = s2:read()
+    end)
+  end
+  return main, { must = { "SIBLING-1" }, may = {}, check = function()
+    if st.after ~= "after" then return "a connection after the window failed: " .. tostring(st.after) end
+  end }
+end
+
 -- g:spawn: spawning 20 tasks with the failure armed in the body.
 function S.spawn()
   local st = { spawned = {} }
