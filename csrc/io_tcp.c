@@ -424,11 +424,40 @@ static int tk_tcp_listen(lua_State *L, const char *fname) {
 
 static const char *const connect_keys[] = {"nodelay", NULL};
 
-/* tether.tcp.connect(host, port [, opts]) -> stream   (opts.nodelay, default true) */
+/* An array of numeric addresses at 1 (connect's extension): fill `addrs`,
+** replace it by their list as text (for errors); returns how many. */
+static int tk_address_list(lua_State *L, const char *fname, int port,
+                           tt_sockaddr *addrs) {
+  int n = (int)lua_rawlen(L, 1), i;
+  luaL_Buffer b;
+  if (n < 1 || n > MAX_ATTEMPTS)
+    tk_argerror(L, 1, fname, "host: 1 to 16 numeric addresses expected");
+  luaL_buffinit(L, &b);
+  for (i = 0; i < n; i++) {
+    const char *a;
+    lua_rawgeti(L, 1, i + 1);
+    a = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    if (a == NULL || strlen(a) != lua_rawlen(L, -1) ||
+        ts_ip_parse(a, port, &addrs[i]) != 0)
+      tk_argerror(L, 1, fname, "host: an array of numeric addresses expected");
+    lua_pop(L, 1);
+    if (i) luaL_addchar(&b, ',');
+    lua_rawgeti(L, 1, i + 1);
+    luaL_addvalue(&b);
+  }
+  luaL_pushresult(&b);
+  lua_replace(L, 1);
+  return n;
+}
+
+/* tether.tcp.connect(host, port [, opts]) -> stream   (opts.nodelay, default true)
+**   host: a name or a numeric address; or an array of numeric addresses,
+**   tried in that order with the same staggering (no lookup). */
 static int l_tcp_connect(lua_State *L) {
   static const char *fname = "tether.tcp.connect";
   tt_sched *S = TT_UPSCHED(L);
-  const char *host = tk_check_cstr(L, 1, fname, "host", NULL);
+  const char *host = lua_istable(L, 1) ? NULL
+                     : tk_check_cstr(L, 1, fname, "host", NULL);
   int port = tk_check_port(L, 2, fname, 1);
   int o = tk_check_opts(L, 3, fname, connect_keys) ? 3 : 0;
   tt_sockaddr addr;
@@ -438,6 +467,12 @@ static int l_tcp_connect(lua_State *L) {
   lua_settop(L, 3);
   lua_pushinteger(L, port);
   lua_replace(L, 2);
+  if (host == NULL) {
+    tt_sockaddr addrs[MAX_ATTEMPTS];
+    int n = tk_address_list(L, fname, port, addrs);
+    if (ts_cancelled(t)) return tk_raise_cancelled(L, S, ts_cancelled(t));
+    return tk_connect_start(L, S, t, addrs, n);
+  }
   if (ts_cancelled(t)) return tk_raise_cancelled(L, S, ts_cancelled(t));
   if (ts_ip_parse(host, port, &addr) == 0)
     return tk_connect_start(L, S, t, &addr, 1);

@@ -108,7 +108,7 @@ describe("tcp", function()
         local function msg(...) return tostring(error_of(...)) end
         m[1] = msg(tether.tcp.connect, "127.0.0.1", 70000)
         m[2] = msg(tether.tcp.connect, "127.0.0.1", 0)
-        m[3] = msg(tether.tcp.connect, {}, 80)
+        m[3] = msg(tether.tcp.connect, true, 80)
         m[4] = msg(tether.tcp.connect, "127.0\0.0.1", 80)
         m[5] = msg(tether.tcp.listen, -1)
         m[6] = msg(tether.tcp.listen, 0, { hots = "x" })
@@ -121,7 +121,7 @@ describe("tcp", function()
       end)
       assert.matches("bad argument #2 to 'tether.tcp.connect' %(port out of range", msgs[1])
       assert.matches("port out of range", msgs[2])
-      assert.matches("bad argument #1 to 'tether.tcp.connect' %(host: string expected, got table", msgs[3])
+      assert.matches("bad argument #1 to 'tether.tcp.connect' %(host: string expected, got boolean", msgs[3])
       assert.matches("NUL", msgs[4])
       assert.matches("bad argument #1 to 'tether.tcp.listen' %(port out of range", msgs[5])
       assert.matches("unknown option 'hots'", msgs[6])
@@ -148,6 +148,89 @@ describe("tcp", function()
         local e = error_of(c.set_nodelay, c, true)
         assert.is_true(tether.ClosedResourceError:is(e))
       end)
+    end)
+  end)
+
+  describe("happy eyeballs (an array of addresses)", function()
+    -- a listener on 127.0.0.2 whose queue is full (connects to it hang), and
+    -- a good one on 127.0.0.1, on the same port
+    local function hanging_and_good()
+      local good = tether.tcp.listen(0)
+      local port = good.port
+      local bad = tether.tcp.listen(port, { host = "127.0.0.2", backlog = 1 })
+      local fill = {}
+      for _ = 1, 64 do
+        local ok, c = tether.move_on_after(0.3, tether.tcp.connect, "127.0.0.2", port)
+        if not ok then break end
+        fill[#fill + 1] = c
+      end
+      return port, function()
+        for _, f in ipairs(fill) do f:close() end
+        bad:close()
+        good:close()
+      end
+    end
+
+    it("starts the next attempt after 0.25 s when one hangs, and the first success wins", function()
+      local elapsed, peer = run(function()
+        local port, done = hanging_and_good()
+        local before = tether.stats().io
+        local t0 = tether.now()
+        local c = tether.tcp.connect({ "127.0.0.2", "127.0.0.1" }, port)
+        local elapsed = tether.now() - t0
+        local peer = c:getpeername()
+        assert.equal(before + 1, tether.stats().io)  -- the hanging attempt was closed
+        c:close()
+        done()
+        return elapsed, peer
+      end)
+      assert.equal("127.0.0.1", peer)
+      assert.is_true(elapsed >= 0.25 - 1e-3, "the second attempt started early: " .. elapsed)
+      assert.is_true(elapsed < 5, "too slow: " .. elapsed)
+    end)
+
+    it("starts the next attempt at once when one fails", function()
+      local elapsed = run(function()
+        local l <close> = tether.tcp.listen(0)
+        local t0 = tether.now()
+        local c <close> = tether.tcp.connect({ "::1", "127.0.0.1" }, l.port)
+        return tether.now() - t0
+      end)
+      assert.is_true(elapsed < 0.25, "waited for the stagger after a failure: " .. elapsed)
+    end)
+
+    it("all attempts fail: the first attempt's code, and e.errors lists each", function()
+      local e = run(function()
+        local l = tether.tcp.listen(0)
+        local port = l.port
+        l:close()
+        return error_of(tether.tcp.connect, { "127.0.0.1", "127.0.0.1" }, port)
+      end)
+      assert.equal("ECONNREFUSED", e.code)
+      assert.equal(2, e.errors.n)
+      for i = 1, 2 do
+        assert.equal("ECONNREFUSED", e.errors[i].code)
+        assert.equal("127.0.0.1", e.errors[i].host)
+      end
+    end)
+
+    it("cancelled while two attempts hang: both are closed", function()
+      run(function()
+        local port, done = hanging_and_good()
+        local before = net.fdcount()
+        assert.is_false(tether.move_on_after(0.4, tether.tcp.connect, { "127.0.0.2", "127.0.0.2" }, port))
+        assert.equal(before, net.fdcount())
+        done()
+      end)
+    end)
+
+    it("rejects an array with a name or nothing in it", function()
+      local m1, m2 = tether.run(function()
+        return tostring(error_of(tether.tcp.connect, { "localhost" }, 80)),
+               tostring(error_of(tether.tcp.connect, {}, 80))
+      end)
+      assert.matches("numeric addresses", m1)
+      assert.matches("numeric addresses", m2)
     end)
   end)
 
