@@ -144,7 +144,20 @@ DESCR_W10 = {
 }
 
 
+# ... and of W4 (a server and clients).
+DESCR_W4 = {
+    "tether": "tether (`tcp.serve`, `tcp.connect`, `write`, `read_exactly`)",
+    "luv": "hand-written luv: callback server, coroutine clients",
+    "cqueues": "cqueues sockets (`cq:wrap` per connection and client)",
+    "asyncio": "Python asyncio streams (`start_server`, `open_connection`)",
+    "trio": "Python Trio (`serve_tcp`, `open_tcp_stream`)",
+    "node": "Node.js `net` ('data' events, promises)",
+}
+
+
 def descr(w, s):
+    if w == "w4":
+        return DESCR_W4.get(s, DESCR[s])
     return DESCR_W10.get(s, DESCR[s]) if w in W10_CAPS else DESCR[s]
 
 
@@ -489,7 +502,7 @@ def report(info, available, works, cells, scale_cells, scale_works, elapsed):
             for c in W4_SCALE_C:
                 x = scale_cells.get(("w4", s, c))
                 row.append("—" if x is None else "FAIL" if x.failure else f"{x.median:.0f}")
-            L.append(f"| {DESCR[s]} | " + " | ".join(row) + " |")
+            L.append(f"| {descr('w4', s)} | " + " | ".join(row) + " |")
         for s in W4_SCALE_SYSTEMS[1:]:
             row = []
             for c in W4_SCALE_C:
