@@ -35,8 +35,8 @@ typedef struct tt_loopres tt_loopres; /* sched.c: a session's libuv handles */
 /* An entry of the scheduler's timer heap, embedded in a task or a scope. */
 struct tt_timer {
   uint64_t deadline; /* ns on the scheduler's clock (ts_now) */
-  uint64_t seq;      /* start order: equal deadlines fire in start order */
-  int index;         /* position in the heap; -1 when not pending */
+  int index;         /* position in the heap; -1 when not pending (the
+                        start order that breaks ties is in the heap slot) */
   uint8_t kind;      /* TT_TIMER_SLEEP (in a task) or TT_TIMER_DEADLINE (scope) */
 };
 enum { TT_TIMER_SLEEP, TT_TIMER_DEADLINE };
@@ -102,10 +102,11 @@ enum { TT_ROOT_NONE, TT_ROOT_RUN, TT_ROOT_LAUNCH };
 /* The clock a root asks for: whatever the session has, or one of them. */
 enum { TT_CLOCK_ANY, TT_CLOCK_REAL, TT_CLOCK_VIRTUAL };
 
-/* Task userdata user values. */
+/* Task userdata user values.  TT_UV_ERRTB holds the function that spawned
+** the task (spawn_line), or, while an error's traceback is recorded, the
+** table {error, traceback, that function}: one slot for both (task.c). */
 enum { TT_UV_CO = 1, TT_UV_NAME, TT_UV_ERRTB,
-       TT_UV_SPAWN,             /* the function that spawned it (spawn_line) */
-       TT_TASK_NUV = TT_UV_SPAWN };
+       TT_TASK_NUV = TT_UV_ERRTB };
 
 struct tt_task {
   tt_scope root;            /* the task's own scope (t:cancel cancels it) */
@@ -126,23 +127,24 @@ struct tt_task {
                                not done; 0 when not anchored */
   int nres;                 /* values left on co when done */
   unsigned id;
-  uint8_t state;            /* TT_T_* */
-  uint8_t wait;             /* TT_W_* */
-  uint8_t wake_cancel;      /* woken because of a cancellation */
-  uint8_t outcome;          /* TT_O_* */
-  uint8_t daemon;
-  uint8_t starting;         /* spawned by g:start, started() not yet called */
-  uint8_t granted;          /* TT_W_LIMIT, TT_W_SYNC: what it waits for
-                               (a slot, a value, a token) was handed over */
-  uint8_t forever;          /* TT_W_SLEEP without a deadline */
-  uint8_t reraise;          /* our code re-raises an error: keep its traceback */
-  uint8_t rootkind;         /* TT_ROOT_*: roots are linked in S->roots by glink */
-  uint8_t observed;         /* t:wait, t:result or t:error was called on it */
-  uint8_t deadlocked;       /* root: 1 cancelled as deadlocked, 2 abandoned */
   int start_ref;            /* the value passed to started() */
   int ytop;                 /* stack top at its last tk_yield */
   int spawn_line;           /* line of the spawn call; 0 when unknown */
-  lua_KFunction yk;         /* ... and the continuation and context given */
+  uint8_t state;            /* TT_T_* */
+  uint8_t wait;             /* TT_W_* */
+  uint8_t outcome;          /* TT_O_* */
+  /* NOTE: flags in bits: every task pays for each byte of this struct. */
+  unsigned wake_cancel : 1; /* woken because of a cancellation */
+  unsigned daemon : 1;
+  unsigned starting : 1;    /* spawned by g:start, started() not yet called */
+  unsigned granted : 1;     /* TT_W_LIMIT, TT_W_SYNC: what it waits for
+                               (a slot, a value, a token) was handed over */
+  unsigned forever : 1;     /* TT_W_SLEEP without a deadline */
+  unsigned reraise : 1;     /* our code re-raises an error: keep its traceback */
+  unsigned observed : 1;    /* t:wait, t:result or t:error was called on it */
+  unsigned rootkind : 2;    /* TT_ROOT_*: roots are linked in S->roots by glink */
+  unsigned deadlocked : 2;  /* root: 1 cancelled as deadlocked, 2 abandoned */
+  lua_KFunction yk;         /* the continuation and context given there */
   lua_KContext yctx;
 };
 

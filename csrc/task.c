@@ -64,7 +64,7 @@ static int k_task(lua_State *co, int status, lua_KContext ctx) {
 }
 
 /* Push the traceback recorded for the error at `eidx` in task `t` (ud at
-** `tidx`), or nil; clears the record. */
+** `tidx`), or nil; clears the record (the spawn site stays). */
 static void push_traceback(lua_State *L, int tidx, int eidx) {
   tidx = lua_absindex(L, tidx);
   eidx = lua_absindex(L, eidx);
@@ -73,13 +73,13 @@ static void push_traceback(lua_State *L, int tidx, int eidx) {
     if (lua_rawequal(L, -1, eidx)) {
       lua_pop(L, 1);
       lua_rawgeti(L, -1, 2);
-      lua_remove(L, -2);
     } else {
-      lua_pop(L, 2);
+      lua_pop(L, 1);
       lua_pushnil(L);
     }
-    lua_pushnil(L);
+    lua_rawgeti(L, -2, 3);                 /* the spawn site goes back */
     lua_setiuservalue(L, tidx, TT_UV_ERRTB);
+    lua_remove(L, -2);
     return;
   }
   lua_pop(L, 1);
@@ -209,7 +209,7 @@ void tk_task_mark_spawn(lua_State *L, tt_task *t) {
     lua_getinfo(L, "fl", &ar);
     if (ar.currentline > 0) {
       t->spawn_line = ar.currentline;
-      lua_setiuservalue(L, -2, TT_UV_SPAWN);
+      lua_setiuservalue(L, -2, TT_UV_ERRTB);
       return;
     }
     lua_pop(L, 1);
@@ -227,7 +227,8 @@ void tk_set_task_origin(lua_State *L, tt_task *t) {
   if (t->spawn_line > 0 && t->slot) {
     lua_Debug ar;
     tk_push_task(L, t);
-    lua_getiuservalue(L, -1, TT_UV_SPAWN);
+    if (lua_getiuservalue(L, -1, TT_UV_ERRTB) == LUA_TTABLE)
+      lua_rawgeti(L, -1, 3);               /* under a recorded traceback */
     lua_getinfo(L, ">S", &ar);
     lua_pushfstring(L, "%s:%d", ar.short_src, t->spawn_line);
     lua_setfield(L, info, "spawned_at");
@@ -309,11 +310,15 @@ static int l_capture_traceback(lua_State *L) {
       return 0;
     lua_settop(L, 2);
   }
-  lua_createtable(L, 2, 0);
+  lua_createtable(L, 3, 0);
   lua_pushvalue(L, 1);
   lua_rawseti(L, -2, 1);
   push_task_traceback(L);
   lua_rawseti(L, -2, 2);
+  if (lua_getiuservalue(L, 2, TT_UV_ERRTB) == LUA_TTABLE) /* the spawn site */
+    lua_rawgeti(L, -1, 3);
+  lua_rawseti(L, 3, 3);
+  lua_settop(L, 3);
   lua_setiuservalue(L, 2, TT_UV_ERRTB);
   return 0;
 }

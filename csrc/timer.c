@@ -70,9 +70,8 @@ int ts_timer_start(tt_sched *S, tt_timer *tm, uint64_t deadline) {
     S->capheap = ncap;
   }
   tm->deadline = deadline;
-  tm->seq = S->seq++;
   slot.deadline = deadline;
-  slot.seq = tm->seq;
+  slot.seq = S->seq++;
   slot.tm = tm;
   tm_place(S, S->nheap++, slot);
   tm_up(S, tm->index);
