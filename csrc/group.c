@@ -399,20 +399,38 @@ static int k_spawn_slot(lua_State *L, int status, lua_KContext start) {
   return tk_spawn(L, (int)start, 0);
 }
 
+static int k_start(lua_State *L, int status, lua_KContext ctx);
+
+/*
+** Block the running task `cur` in g:start until task `c` calls started()
+** or finishes: it waits on c's waiters (woken with them when c finishes).
+** `fidx` is where the started closure is on its stack (k_start finds the
+** value given to started() in its third upvalue).
+*/
+static int tk_block_start(lua_State *L, tt_task *cur, tt_task *c, int fidx) {
+  TT_LIST_APPEND(c->waiters, cur, wlink);
+  cur->wlist = &c->waiters;
+  cur->state = TT_T_BLOCKED;
+  cur->wait = TT_W_START;
+  cur->wake_cancel = 0;
+  return tk_yield(L, cur, k_start, fidx);
+}
+
 /* Continuation of g:start: the task called started() or finished. */
 static int k_start(lua_State *L, int status, lua_KContext ctx) {
   tt_sched *S = TT_UPSCHED(L);
   tt_task *c = lua_touserdata(L, -1);
-  (void)status; (void)ctx;
+  (void)status;
   if (!c->starting) {
     tt_scope *s = ts_cancelled(S->current);
-    tk_push_ref(L, c->start_ref);
-    unref(L, &c->start_ref);
+    lua_getupvalue(L, (int)ctx, 3);        /* the value given to started() */
+    lua_pushnil(L);
+    lua_setupvalue(L, (int)ctx, 3);
     if (s) return tk_raise_cancelled(L, S, s); /* a checkpoint (contract 2) */
     return 1;
   }
   if (c->state != TT_T_DONE)
-    return tk_block(L, S->current, TT_W_START, k_start);
+    return tk_block_start(L, S->current, c, (int)ctx);
   c->starting = 0;
   if (c->outcome == TT_O_FAILED) {
     lua_pushvalue(c->co, -1);
@@ -435,15 +453,21 @@ static int l_started(lua_State *L) {
   if (!c->starting || c->state == TT_T_DONE)
     return luaL_error(L, "started: already called");
   lua_settop(L, 1);
-  c->start_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_replace(L, lua_upvalueindex(3));   /* for k_start */
   c->starting = 0;
   TT_LIST_REMOVE(c->root.parent->children, &c->root, link);
   c->root.parent = &c->group->scope;
   TT_LIST_APPEND(c->root.parent->children, &c->root, link);
   if (ts_cancelled_from(c->root.parent)) ts_wake_subtree(&c->root);
-  if (c->starter) {
-    ts_wake(c->starter, 0);
-    c->starter = NULL;
+  if (c->waiters) {                     /* wake the caller of g:start */
+    tt_task *w = c->waiters;
+    do {
+      if (w->wait == TT_W_START) {
+        ts_wake(w, 0);
+        break;
+      }
+      w = w->wlink.next;
+    } while (w != c->waiters);
   }
   return 0;
 }
@@ -479,15 +503,15 @@ static int tk_spawn(lua_State *L, int start, int granted) {
   /* g:start: the function gets started() first, and runs under the
      caller's scope until it calls it. */
   lua_pushlightuserdata(L, S);
-  lua_pushnil(L);
-  lua_pushcclosure(L, l_started, 2);
+  lua_pushnil(L);                       /* the task, */
+  lua_pushnil(L);                       /* the value it passes to started() */
+  lua_pushcclosure(L, l_started, 3);
   lua_insert(L, fidx + 1);
   t = tk_group_add(L, S, g, fidx, nameidx, daemon, cur->scope);
   lua_pushvalue(L, -1);
   lua_setupvalue(L, fidx + 1, 2);
   t->starting = 1;
-  t->starter = cur;
-  return tk_block(L, cur, TT_W_START, k_start);
+  return tk_block_start(L, cur, t, fidx + 1);
 }
 
 /* g:spawn([opts,] fn, ...) -> Task */

@@ -116,8 +116,8 @@ struct tt_task {
   TT_LINK(tt_task) wlink;   /* in the list it waits on */
   tt_task **wlist;          /* head of that list, NULL when on none */
   tt_task *rnext;           /* ready queue */
-  tt_task *waiters;         /* tasks blocked in t:wait() on this one */
-  tt_task *starter;         /* the task blocked in g:start() for this one */
+  tt_task *waiters;         /* tasks blocked in t:wait() on this one, and the
+                               one blocked in g:start() for it (TT_W_START) */
   tt_op *op;                /* TT_W_IO: the operation it waits on */
   tt_group *group;          /* while not done */
   lua_State *co;
@@ -127,13 +127,13 @@ struct tt_task {
                                not done; 0 when not anchored */
   int nres;                 /* values left on co when done */
   unsigned id;
-  int start_ref;            /* the value passed to started() */
   int ytop;                 /* stack top at its last tk_yield */
   int spawn_line;           /* line of the spawn call; 0 when unknown */
-  uint8_t state;            /* TT_T_* */
   uint8_t wait;             /* TT_W_* */
-  uint8_t outcome;          /* TT_O_* */
-  /* NOTE: flags in bits: every task pays for each byte of this struct. */
+  /* NOTE: states and flags in bits: every task pays for each byte of this
+     struct (256 bytes, the handle a 352-byte block with its 3 user values). */
+  unsigned state : 2;       /* TT_T_* */
+  unsigned outcome : 2;     /* TT_O_* */
   unsigned wake_cancel : 1; /* woken because of a cancellation */
   unsigned daemon : 1;
   unsigned starting : 1;    /* spawned by g:start, started() not yet called */

@@ -120,7 +120,6 @@ tt_task *tk_task_new(lua_State *L, tt_sched *S, int fidx, int nargs) {
   t->root.active = t->root.used = 1;
   t->timer.index = -1;
   t->timer.kind = TT_TIMER_SLEEP;
-  t->start_ref = LUA_NOREF;
   t->S = S;
   lua_rawgeti(L, LUA_REGISTRYINDEX, S->task_mt);
   lua_setmetatable(L, -2);
@@ -399,11 +398,7 @@ void ts_task_finished(tt_sched *S, lua_State *L, tt_task *t) {
   t->root.parent = NULL;
   t->root.active = 0;
   ts_scope_release(L, &t->root);
-  while (t->waiters) ts_wake(t->waiters, 0);
-  if (t->starter) {
-    ts_wake(t->starter, 0);
-    t->starter = NULL;
-  }
+  while (t->waiters) ts_wake(t->waiters, 0);   /* a g:start's caller too */
   if (g) ts_group_child_done(S, t);
   t->group = NULL;
   ts_task_unanchor(L, t);

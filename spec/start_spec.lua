@@ -128,6 +128,49 @@ describe("g:start", function()
     assert.are.equal("server", err:info(1).task)
   end)
 
+  it("wakes its caller and the tasks waiting on the starting task, each once", function()
+    local log = {}
+    local v = tether.run(function()
+      return tether.with_group(function(g)
+        local r = g:start(function(started)
+          local me = tether.current_task()
+          g:spawn(function()           -- waits on the task while g:start does
+            me:wait()
+            log[#log + 1] = "waiter"
+          end)
+          tether.sleep(0)
+          tether.sleep(0)
+          started("up")
+          tether.sleep(0)
+          log[#log + 1] = "task done"
+        end)
+        log[#log + 1] = "started " .. r
+        return r
+      end)
+    end)
+    assert.are.equal("up", v)
+    assert.are.same({ "started up", "task done", "waiter" }, log)
+  end)
+
+  it("keeps the started value only until its caller took it", function()
+    local weak = setmetatable({}, { __mode = "v" })
+    tether.run(function()
+      tether.with_group(function(g)
+        local keep
+        g:start(function(started)
+          keep = started
+          local v = {}
+          weak[1] = v
+          started(v)
+        end)
+        collectgarbage()
+        collectgarbage()
+        assert.is_nil(weak[1])         -- neither the task nor its started() holds it
+        assert.is_truthy(keep)
+      end)
+    end)
+  end)
+
   it("can be called from a child task holding the group", function()
     local got
     tether.run(function()
