@@ -538,10 +538,11 @@ static int l_group_cancel(lua_State *L) {
 
 /* g.name, g.cancel_called, g.closed, and the methods */
 static int l_group_index(lua_State *L) {
-  tt_group *g = check_group(L, "TaskGroup");
+  tt_group *g;
   const char *k;
   lua_pushvalue(L, 2);                      /* methods first: the hot path */
   if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) return 1;
+  g = check_group(L, "TaskGroup");          /* the method checks its self */
   k = lua_tostring(L, 2);
   if (k && strcmp(k, "name") == 0) {
     tk_push_ref(L, g->name_ref);

@@ -126,7 +126,8 @@ tt_task *tk_task_new(lua_State *L, tt_sched *S, int fidx, int nargs) {
   co = lua_newthread(L);
   lua_setiuservalue(L, -2, TT_UV_CO);
   t->co = co;
-  luaL_checkstack(co, nargs + 4, "too many arguments");
+  if (nargs > LUA_MINSTACK - 4)        /* a new thread has LUA_MINSTACK free */
+    luaL_checkstack(co, nargs + 4, "too many arguments");
   lua_pushcfunction(co, tt_task_main);
   lua_pushlightuserdata(co, S);
   luaL_checkstack(L, nargs + 2, "too many arguments");
@@ -507,10 +508,11 @@ static int l_task_cancel(lua_State *L) {
 
 /* t.name, t.id, and the methods */
 static int l_task_index(lua_State *L) {
-  tt_task *t = check_task(L, "Task");
+  tt_task *t;
   const char *k;
   lua_pushvalue(L, 2);                      /* methods first: the hot path */
   if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) return 1;
+  t = check_task(L, "Task");                /* the method checks its self */
   k = lua_tostring(L, 2);
   if (k && strcmp(k, "name") == 0) {
     push_name_at(L, t, 1);
