@@ -122,6 +122,9 @@ int luaopen_tether_core(lua_State *L) {
   tt_channel_open(L, S);
   tt_dump_open(L, S);
   tt_io_open(L, S);
+  tt_process_open(L, S);
+  tt_signal_open(L, S);
+  tt_stdio_open(L, S);
   tt_embed_open(L, S);
   tt_dns_open(L, S);
   tt_listen_open(L, S);

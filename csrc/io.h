@@ -144,6 +144,21 @@ int tk_raise_ioerror(lua_State *L, tt_sched *S, int err, const char *op,
 int tk_raise_closed(lua_State *L, tt_sched *S, const char *op);
 int ts_errcls(int err);
 
+/* io_process.c */
+void ts_process_arm_second_sigint(void);
+void tt_process_open(lua_State *L, tt_sched *S);
+
+/* io_signal.c */
+const char *ts_signal_name(int sig);
+int ts_signal_number(const char *name);
+int ts_signal_receivers(int signum);
+int tk_check_signal(lua_State *L, int arg, const char *fname);
+void tt_signal_open(lua_State *L, tt_sched *S);
+
+/* io_stdio.c */
+void ts_stdio_after_spawn(tt_sched *S);
+void tt_stdio_open(lua_State *L, tt_sched *S);
+
 /* io_op.c: SIGPIPE is ignored while a run is active */
 void ts_io_run_begin(tt_sched *S);
 void ts_io_run_end(tt_sched *S);
