@@ -52,9 +52,12 @@ static void ts_sigint_closed(uv_handle_t *h) {
 static void ts_on_sigint(uv_signal_t *h, int signum) {
   tt_sched *S = S_OF_SIGINT(h);
   (void)signum;
-  /* A second SIGINT must end the process at once, whatever the loop does. */
+  /* An open SIGINT receiver replaces the Ctrl-C handling (io_signal.c). */
+  if (ts_signal_receivers(SIGINT) > 0) return;
+  /* A second SIGINT must end the process at once, whatever the loop does,
+     after a SIGKILL to every child (io_process.c). */
   uv_signal_stop(h);
-  signal(SIGINT, SIG_DFL);
+  ts_process_arm_second_sigint();
   S->interrupted = 1;
   if (S->root && S->root->state != TT_T_DONE)
     ts_cancel(S, &S->root->root, TT_REASON_INTERRUPT);
