@@ -99,9 +99,14 @@ typedef struct tt_stream {
   uint8_t reading;          /* uv_read_start is active */
   uint8_t opened;           /* h was initialised (uv_close is owed) */
   uint8_t wshut;            /* close_write was called */
-  uint8_t is_std;           /* a standard stream: see io_stdio.c */
+  uint8_t is_std;           /* a standard stream (TT_STD_*): see io_stdio.c */
+  int fd;                   /* TT_STD_FILE: the descriptor read and written */
   void *data;               /* the family's own */
 } tt_stream;
+
+/* Standard streams: polled by libuv, or (a regular file, /dev/null, which
+** epoll cannot watch) read and written with plain read() and write(). */
+enum { TT_STD_NO, TT_STD_POLL, TT_STD_FILE };
 
 /* io_stream.c */
 tt_stream *tk_stream_new(lua_State *L, tt_sched *S, const tt_io_kind *kind);

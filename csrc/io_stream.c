@@ -1,7 +1,9 @@
 /* io_stream.c - byte streams over uv_stream_t: buffered reads scanned in C, writes with backpressure */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "io.h"
@@ -144,8 +146,10 @@ static void cancel_read(tt_op *op) {
 
 /* A write's (or close_write's) cancel action: libuv cannot take back
 ** queued bytes, so the stream is closed; the callback then comes with
-** UV_ECANCELED. */
+** UV_ECANCELED.  A standard stream is never closed: its write completes,
+** then k_write raises Cancelled (§6.6). */
 static void cancel_write(tt_op *op) {
+  if (((tt_stream *)op->io)->is_std) return;
   ts_io_close(op->io);
 }
 
@@ -269,9 +273,49 @@ static int try_read(lua_State *L, tt_stream *s, int mode) {
 
 static int k_read(lua_State *L, int status, lua_KContext ctx);
 
+/* A standard stream on a regular file: read what the read needs with
+** plain read() (a file never blocks for long), then one scheduler turn. */
+static int file_read(lua_State *L, tt_stream *s, int mode) {
+  int n;
+  s->rmode = mode;
+  while (!satisfied(s)) {
+    ssize_t r;
+    if (!reserve(s, TT_STREAM_LIMIT)) {
+      s->rerr = UV_ENOMEM;
+      break;
+    }
+    r = read(s->fd, s->buf + s->end, s->cap - s->end);
+    if (r > 0) s->end += (size_t)r;
+    else if (r == 0) s->eof = 1;
+    else if (errno != EINTR) s->rerr = uv_translate_sys_error(errno);
+  }
+  n = try_read(L, s, mode);
+  s->rmode = RM_NONE;
+  return tk_yield_results(L, n);
+}
+
+/* ... and write every byte with plain write(); 0 or a libuv error. */
+static int file_write(tt_stream *s, uv_buf_t *bufs, int nb) {
+  int i = 0;
+  while (i < nb) {
+    ssize_t r = writev(s->fd, (struct iovec *)(bufs + i), nb - i);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return uv_translate_sys_error(errno);
+    }
+    while (i < nb && (size_t)r >= bufs[i].len) r -= (ssize_t)bufs[i++].len;
+    if (i < nb) {
+      bufs[i].base += r;
+      bufs[i].len -= (size_t)r;
+    }
+  }
+  return 0;
+}
+
 /* Wait for more bytes, then try again (in k_read). */
 static int wait_read(lua_State *L, tt_stream *s, tt_task *t, int mode) {
   size_t need = TT_STREAM_LIMIT;
+  if (s->is_std == TT_STD_FILE) return file_read(L, s, mode);
   s->rmode = mode;
   if (mode == RM_EXACT || mode == RM_LINE || mode == RM_ALL)
     need = s->rneed + 1;
@@ -479,6 +523,10 @@ static int k_write(lua_State *L, int status, lua_KContext ctx) {
   tt_stream *s = (tt_stream *)((tt_op *)ctx)->io;
   intptr_t r = s->wop.result;
   (void)status;
+  if (s->is_std && s->wop.cancelling) {    /* it completed: now raise */
+    tt_scope *c = ts_cancelled(TT_UPSCHED(L)->current);
+    if (c) return tk_raise_cancelled(L, TT_UPSCHED(L), c);
+  }
   tk_op_cancelled(L, &s->wop);
   if (r == UV_ECANCELED || r == UV_EBADF || (r < 0 && s->io.closed))
     return tk_raise_closed(L, TT_UPSCHED(L), s->wop.what);
@@ -535,6 +583,15 @@ static int l_write(lua_State *L) {
     lua_settop(L, 1);
     return tk_yield_results(L, 1);
   }
+  if (s->is_std == TT_STD_FILE) {
+    r = file_write(s, bufs, nb);
+    if (r < 0) {
+      tk_new_ioerror(L, S, TT_CLS_BROKEN, r, "write");
+      return lua_error(L);
+    }
+    lua_settop(L, 1);
+    return tk_yield_results(L, 1);
+  }
   r = uv_try_write(&s->h.stream, bufs, (unsigned)nb);
   if (r == UV_EAGAIN || r == UV_ENOSYS) r = 0;
   if (r < 0) {
@@ -574,6 +631,10 @@ static int l_close_write(lua_State *L) {
   tt_scope *c;
   int r;
   if (io == NULL || io->closed || s->wshut) return 0;  /* idempotent */
+  if (s->is_std) {            /* ends tether's use only: no shutdown(2) */
+    s->wshut = 1;
+    return 0;
+  }
   t = tk_current(L, S, "s:close_write");
   if (s->wop.task) {
     tk_new_ioerror(L, S, TT_CLS_BUSY, UV_EBUSY, "close_write");
