@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -24,7 +25,7 @@ extern char **environ;
 ** - libuv's execvp searches the PATH of the parent (or, in 1.44, of the new
 **   environment, with glibc's default when it has none): the program is
 **   looked up here, on opts.env.PATH when env is given.
-** Pipes are made here (uv_pipe: real pipes, close-on-exec) and the child
+** Pipes are made here (close-on-exec) and the child
 ** gets its ends by UV_INHERIT_FD, so that stderr = "stdout" can hand one
 ** pipe to both descriptors and nothing else reaches the child.
 */
@@ -658,7 +659,13 @@ static tt_proc *tk_spawn(lua_State *L, tt_sched *S, spawn_req *r) {
         break;
       default: {                  /* a pipe: [0] read end, [1] write end */
         uv_file pf[2];
-        err = uv_pipe(pf, 0, 0);
+        /* NOTE: a "pipe" stream is a socketpair, as libuv's own
+           UV_CREATE_PIPE: close_write is a shutdown(2), which a pipe has
+           not.  Captures and the fed stdin are real pipes. */
+        if (r->mode[i] == SIO_PIPE)
+          err = uv_socketpair(SOCK_STREAM, 0, pf, 0, 0);
+        else
+          err = uv_pipe(pf, 0, 0);
         if (err < 0) break;
         fds[i][0] = i == 0 ? pf[1] : pf[0];
         fds[i][1] = i == 0 ? pf[0] : pf[1];

@@ -3,6 +3,7 @@ local core = require("tether.core")
 
 local tether = {}
 for k, v in pairs(core) do tether[k] = v end
+setmetatable(tether, getmetatable(core))  -- tether.stdin/stdout/stderr, opened on first use
 
 -- NOTE: Lua names a function in "bad argument" messages by searching
 -- package.loaded for it. With the functions in both "tether" and
