@@ -587,6 +587,67 @@ describe("process.open", function()
   end)
 end)
 
+describe("Ctrl-C with a real process tree", function()
+  local TREE = PC.FIXTURES .. "/proc_tree.lua"
+
+  -- Starts the fixture; returns the process, its stdout and the pids it printed.
+  local function start(mode, dir)
+    local p = P.open({ PC.LUA, TREE, mode, dir }, { stdout = "pipe", stderr = "null", env = PC.lua_env() })
+    local pids = {}
+    for line in p.stdout:lines() do
+      if line == "ready" then break end
+      pids[#pids + 1] = tonumber(line:match("^pid (%d+)$"))
+    end
+    return p, pids
+  end
+
+  PC.it("one SIGINT: every child and grandchild is terminated, the run interrupted", function()
+    local dir = PC.tmpdir()
+    local code, sig, pids, gone = tether.run(function()
+      local p <close>, pids = start("term", dir)
+      P.run({ "kill", "-INT", tostring(p.pid) })
+      local rest = p.stdout:read_all()
+      local code, sig = p:wait()
+      p.stdout:close()
+      assert(rest:match("cancelling"), rest)
+      local gone = PC.eventually(function()
+        for _, pid in ipairs(pids) do if not PC.gone(pid) then return false end end
+        return true
+      end, 5)
+      return code, sig, pids, gone
+    end)
+    assert.are.equal(4, #pids)
+    assert.are.equal(1, code)          -- lua5.4: uncaught Interrupted
+    assert.is_nil(sig)
+    assert.is_true(gone, "a process of the tree still runs")
+  end)
+
+  PC.it("a second SIGINT SIGKILLs children that ignore SIGTERM, then ends the process", function()
+    local dir = PC.tmpdir()
+    local sig, pids, gone, elapsed = tether.run(function()
+      local p <close>, pids = start("stubborn", dir)
+      P.run({ "kill", "-INT", tostring(p.pid) })
+      assert(p.stdout:read_line() == "cancelling")
+      tether.sleep(0.2)
+      for _, pid in ipairs(pids) do assert(PC.alive(pid), "SIGTERM should have been ignored") end
+      local t0 = tether.now()
+      P.run({ "kill", "-INT", tostring(p.pid) })
+      local _, sig = p:wait()
+      local elapsed = tether.now() - t0
+      p.stdout:close()
+      local gone = PC.eventually(function()
+        for _, pid in ipairs(pids) do if not PC.gone(pid) then return false end end
+        return true
+      end, 5)
+      return sig, pids, gone, elapsed
+    end)
+    assert.are.equal(4, #pids)
+    assert.are.equal("SIGINT", sig)
+    assert.is_true(elapsed < 5)
+    assert.is_true(gone, "a child survived the second Ctrl-C")
+  end)
+end)
+
 describe("descriptors", function()
   local function child_fds(opts)
     local r = P.run({ "sh", "-c", "ls /proc/$$/fd" }, opts)
