@@ -49,13 +49,6 @@ typedef struct tt_cap {
   uint8_t state;            /* CAP_* */
 } tt_cap;
 
-/* A task in p:wait() or p:close(): a userdata on that task's stack. */
-typedef struct tt_waiter {
-  tt_op op;
-  tt_proc *p;
-  TT_LINK(struct tt_waiter) link;
-} tt_waiter;
-
 struct tt_proc {
   tt_io io;
   uv_process_t h;
@@ -63,7 +56,8 @@ struct tt_proc {
   tt_cap out, err, in;      /* captured stdout, stderr; fed stdin */
   uv_write_t wreq;
   tt_op op;                 /* run: the child exited and its captures closed */
-  tt_waiter *waiters;
+  tt_op wop;                /* p:wait(): the child exited */
+  tt_op cop;                /* p:close(): the child was reaped (shielded) */
   double grace_s;
   size_t max_output;        /* 0: unbounded */
   int pid;
@@ -291,11 +285,8 @@ static void ts_proc_exit(uv_process_t *h, int64_t status, int sig) {
     ts_cap_close(&p->err);
   }
   if (p->io.closed) ts_proc_hclose(p);
-  while (p->waiters) {
-    tt_waiter *w = p->waiters;
-    TT_LIST_REMOVE(p->waiters, w, link);
-    ts_op_done(&w->op, 0);
-  }
+  if (p->wop.task) ts_op_done(&p->wop, 0);
+  if (p->cop.task) ts_op_done(&p->cop, 0);
   ts_proc_check(p);
 }
 
@@ -853,8 +844,7 @@ static int k_run(lua_State *L, int status, lua_KContext ctx) {
   failed = p->check && !p->terminating &&
            (p->term_signal != 0 || p->exit_status != 0);
   cancelled = p->op.cancelling && p->op.result == UV_ECANCELED;
-  ts_io_release(&p->io);          /* run's hold */
-  ts_io_close(&p->io);            /* p may be freed from here on */
+  ts_io_close(&p->io);            /* the task's hold keeps p till we return */
   if (cancelled) {
     tt_scope *s = S->current ? ts_cancelled(S->current) : NULL;
     if (s) return tk_raise_cancelled(L, S, s);
@@ -896,7 +886,6 @@ static int l_process_run(lua_State *L) {
   }
   ts_op_init(&p->op, &p->io, "process.run", ts_run_cancel);
   p->op.holds_clock = 1;
-  ts_io_hold(&p->io);             /* released by k_run */
   return tk_op_await(L, t, &p->op, k_run);
 }
 
@@ -920,8 +909,6 @@ static tt_proc *tk_proc_self(lua_State *L, const char *what) {
 }
 
 static void ts_wait_cancel(tt_op *op) {
-  tt_waiter *w = (tt_waiter *)op;
-  TT_LIST_REMOVE(w->p->waiters, w, link);
   ts_op_done(op, UV_ECANCELED);
 }
 
@@ -929,25 +916,12 @@ static void ts_close_cancel(tt_op *op) {
   (void)op;                       /* p:close() waits shielded */
 }
 
-/* Block the running task on the exit of `p` (a waiter on the stack). */
-static int tk_proc_wait(lua_State *L, tt_task *t, tt_proc *p,
-                        tt_cancel_fn cancel, lua_KFunction k) {
-  tt_waiter *w = lua_newuserdatauv(L, sizeof(tt_waiter), 0);
-  ts_op_init(&w->op, &p->io, "process wait", cancel);
-  w->op.holds_clock = 1;
-  w->p = p;
-  TT_LIST_APPEND(p->waiters, w, link);
-  ts_io_hold(&p->io);             /* released by the continuation */
-  return tk_op_await(L, t, &w->op, k);
-}
-
 static int k_wait(lua_State *L, int status, lua_KContext ctx) {
-  tt_waiter *w = lua_touserdata(L, 2);
-  tt_proc *p = w->p;
+  tt_io **slot = lua_touserdata(L, 1);
+  tt_proc *p = (tt_proc *)*slot;
   (void)status; (void)ctx;
   tk_proc_sync(L, 1, p);
-  ts_io_release(&p->io);
-  tk_op_cancelled(L, &w->op);
+  tk_op_cancelled(L, &p->wop);
   lua_getiuservalue(L, 1, 1);
   lua_getfield(L, -1, "exit_code");
   lua_getfield(L, -2, "signal");
@@ -962,8 +936,17 @@ static int l_proc_wait(lua_State *L) {
   tt_scope *s = ts_cancelled(t);
   lua_settop(L, 1);
   if (s) return tk_raise_cancelled(L, S, s);
-  if (p && !p->io.closed && p->spawned && !p->exited)
-    return tk_proc_wait(L, t, p, ts_wait_cancel, k_wait);
+  if (p && !p->io.closed && p->spawned && !p->exited) {
+    if (p->wop.task) {
+      tk_new_ioerror(L, S, TT_CLS_BUSY, UV_EBUSY, "wait");
+      lua_pushliteral(L, "another task is already waiting for this process");
+      lua_setfield(L, -2, "message");
+      return lua_error(L);
+    }
+    ts_op_init(&p->wop, &p->io, "process wait", ts_wait_cancel);
+    p->wop.holds_clock = 1;
+    return tk_op_await(L, t, &p->wop, k_wait);
+  }
   tk_proc_sync(L, 1, p);
   lua_getiuservalue(L, 1, 1);
   if (lua_getfield(L, -1, "exited") == LUA_TNIL)
@@ -983,12 +966,11 @@ static int l_proc_kill(lua_State *L) {
 }
 
 static int k_close(lua_State *L, int status, lua_KContext ctx) {
-  tt_waiter *w = lua_touserdata(L, 2);
-  tt_proc *p = w->p;
+  tt_io **slot = lua_touserdata(L, 1);
+  tt_proc *p = (tt_proc *)*slot;
   (void)status; (void)ctx;
   tk_proc_sync(L, 1, p);
   ts_io_close(&p->io);
-  ts_io_release(&p->io);
   return 0;
 }
 
@@ -1003,10 +985,12 @@ static int l_proc_close(lua_State *L) {
   lua_settop(L, 1);
   if (p == NULL || p->io.closed) return 0;
   tk_proc_sync(L, 1, p);
-  if (p->spawned && !p->exited && S->running && S->current &&
-      S->current->co == L && lua_isyieldable(L)) {
+  if (p->spawned && !p->exited && !p->cop.task && S->running &&
+      S->current && S->current->co == L && lua_isyieldable(L)) {
     ts_proc_terminate(p);
-    return tk_proc_wait(L, S->current, p, ts_close_cancel, k_close);
+    ts_op_init(&p->cop, &p->io, "process close", ts_close_cancel);
+    p->cop.holds_clock = 1;
+    return tk_op_await(L, S->current, &p->cop, k_close);
   }
   ts_io_close(&p->io);
   return 0;
