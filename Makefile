@@ -115,8 +115,21 @@ rockspec-check:
 
 # ---- programs written elsewhere in the project ---------------------------
 
+# The demo runs real commands. Its job file has a job that fails and one that
+# overruns its timeout, on purpose: the job runner then exits 1, which the demo
+# expects (any other status fails it). First keep-going, then fail-fast (the
+# first failure terminates the running commands), then pexec over the examples.
+DEMO_JOBS = $(LUA_ENV) lua5.4 examples/jobrunner.lua
 demo: all
-	$(LUA_ENV) lua5.4 examples/jobrunner.lua
+	@$(DEMO_JOBS) --keep-going examples/jobs.txt; s=$$?; [ $$s -eq 1 ] || \
+	  { echo "demo: expected exit status 1 ('test' fails, 'docs' times out), got $$s"; exit 1; }
+	@echo "(exit status 1, as expected: 'test' fails and 'docs' times out on purpose)"; echo
+	@$(DEMO_JOBS) -j 2 examples/jobs.txt; s=$$?; [ $$s -eq 1 ] || \
+	  { echo "demo: expected exit status 1 from the fail-fast run, got $$s"; exit 1; }
+	@echo "(exit status 1, as expected)"; echo
+	@echo "pexec: syntax-check every example, 4 at once"
+	@printf '%s\n' examples/*.lua | $(LUA_ENV) lua5.4 examples/pexec.lua -j 4 \
+	  sh -c 'luac5.4 -p "$$1" && echo "syntax ok: $$1"' sh {}
 
 # The C host links Lua and libuv only: it loads tether with require (LUA_CPATH).
 EMBED_HOST := build/embed-host
