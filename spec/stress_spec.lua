@@ -17,7 +17,7 @@ local SEED = math.tointeger(tonumber(os.getenv("STRESS_SEED") or "")) or 2026112
 local function run_trees(base, n, gen_opts, on_tree)
   local totals = { trees = 0, tasks = 0, raised = 0, reported = 0, caught = 0 }
   local failures = {}
-  local replay_flags = gen_opts.timers == false and " --no-timers" or ""
+  local replay_flags = (gen_opts.timers == false and " --no-timers" or "") .. (gen_opts.procs and " --procs" or "")
   if gen_opts.max_tasks then replay_flags = replay_flags .. " --max-tasks " .. gen_opts.max_tasks end
   for i = 1, n do
     local tseed = base + i
@@ -49,6 +49,16 @@ local function slope(xs, ys)
 end
 
 describe("randomized task trees", function()
+  it("with real processes cancelled at random: the ledger holds, no zombie, nothing left alive", function()
+    -- Short real commands (true, sleep, cat fed a string, a group with a
+    -- grandchild) inside the trees, cancelled by whatever cancels their task.
+    local base = SEED * 1000 + 700000
+    local totals, failures = run_trees(base, 40, { procs = true, max_tasks = 60 })
+    assert(#failures == 0, ("seed %d: %d trees failed, the first ones:\n%s"):format(SEED, #failures,
+      table.concat(failures, "\n")))
+    assert.are.equal(totals.raised, totals.reported + totals.caught)
+  end)
+
   it("without timers: no orphans, every error reported exactly once, no Cancelled escapes, nothing left alive", function()
     -- Timer-free trees (sleeps are checkpoints, deadlines are 0 or far away)
     -- run in this process: every tree calls tether.run, and tether.stats()

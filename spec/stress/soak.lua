@@ -1,12 +1,13 @@
 -- spec/stress/soak.lua: the long soak: random task trees for a while, then a report (make stress).
 --
---   lua5.4 spec/stress/soak.lua [SEED [DURATION_SECONDS]] [--trees N] [--no-timers] [--max-tasks N]
+--   lua5.4 spec/stress/soak.lua [SEED [DURATION_SECONDS]] [--trees N] [--no-timers] [--procs] [--max-tasks N]
 --   SEED=n DURATION=s lua5.4 spec/stress/soak.lua        (what `make stress` passes)
 --   lua5.4 spec/stress/soak.lua --replay TREE_SEED       (one tree: its plan, then its result)
 --
 -- Tree i of a soak with seed SEED has the tree seed SEED * 1000000 + i; a
 -- failing tree prints its tree seed and the command that replays it.
 -- Defaults: SEED from the clock, DURATION 60 s; --trees stops earlier,
+-- --procs adds short real commands (tether.process.run) cancelled at random.
 -- --no-timers makes trees that never wait for a timer (sleeps are
 -- checkpoints), --max-tasks bounds each tree (default 150).  Prints progress
 -- every 10 s and a final report: trees, tasks, errors raised and reported
@@ -25,8 +26,8 @@ local tree = require("stress.tree")
 
 local function usage(msg)
   io.stderr:write("soak: ", msg, "\n",
-    "usage: lua5.4 spec/stress/soak.lua [SEED [DURATION_SECONDS]] [--trees N] [--no-timers] [--max-tasks N]\n",
-    "       lua5.4 spec/stress/soak.lua --replay TREE_SEED [--no-timers] [--max-tasks N]\n")
+    "usage: lua5.4 spec/stress/soak.lua [SEED [DURATION_SECONDS]] [--trees N] [--no-timers] [--procs] [--max-tasks N]\n",
+    "       lua5.4 spec/stress/soak.lua --replay TREE_SEED [--no-timers] [--procs] [--max-tasks N]\n")
   os.exit(2)
 end
 
@@ -44,6 +45,8 @@ do
     local a = arg[i]
     if a == "--no-timers" then
       flags.no_timers = true
+    elseif a == "--procs" then
+      flags.procs = true
     elseif a == "--replay" or a == "--trees" or a == "--max-tasks" then
       if arg[i + 1] == nil then usage(a .. " needs a value") end
       flags[a:sub(3):gsub("-", "_")] = int_arg(arg[i + 1], a)
@@ -56,8 +59,8 @@ do
     i = i + 1
   end
 end
-local gen_opts = { timers = not flags.no_timers, max_tasks = flags.max_tasks }
-local flag_txt = (flags.no_timers and " --no-timers" or "") ..
+local gen_opts = { timers = not flags.no_timers, max_tasks = flags.max_tasks, procs = flags.procs }
+local flag_txt = (flags.no_timers and " --no-timers" or "") .. (flags.procs and " --procs" or "") ..
                  (flags.max_tasks and (" --max-tasks " .. flags.max_tasks) or "")
 
 -- ---- one tree, for a replay ---------------------------------------------

@@ -85,6 +85,9 @@ local MAX_NEST = 4      -- nesting of scopes/cleanups inside one context
 -- deadlines are 0 (cancelled at once) or 10 s (never reached): the trees then
 -- never depend on a timer coming due.
 local NO_TIMERS = false
+-- With opts.procs, tasks also run short real commands (tether.process.run),
+-- cancelled at random like any other blocking call.
+local WITH_PROCS = false
 local function sleep_ms(max) return NO_TIMERS and 0 or rnd(0, max) end
 local function deadline_ms(max)
   if NO_TIMERS then return chance(0.5) and 0 or 10000 end
@@ -174,10 +177,15 @@ function gen_ops(env, nmax, lead_spawn)
       { "cleanup", deep_ok and 3 or 0 }, { "close", deep_ok and 3 or 0 },
       { "wait", nspawned > 0 and 3 or 0 }, { "stale", 1 },
       { "chan", 2 }, { "acquire", 3 },
+      { "proc", WITH_PROCS and 2.5 or 0 },
     }
     local op
     if what == "sleep" then
       op = { op = "sleep", ms = sleep_ms(3) }
+    elseif what == "proc" then
+      -- a short real command, cancelled at random by whatever cancels its task
+      op = { op = "proc", cmd = pick { { "true", 3 }, { "sleep", 3 }, { "cat", 2 }, { "group", 1 } },
+             ms = rnd(1, 30) }
     elseif what == "checkpoint" or what == "yield" then
       op = { op = what }
     elseif what == "gc" then
@@ -264,12 +272,13 @@ end
 function M.generate(seed, opts)
   opts = opts or {}
   NO_TIMERS = opts.timers == false
+  WITH_PROCS = opts.procs == true
   math.randomseed(seed)
   local budget = { tasks = rnd(5, opts.max_tasks or 150) }
   local planned = budget.tasks
   local root = gen_group({ depth = 0, groups = { { limited = false } }, is_body = true, nest = 0, budget = budget })
   root.catch_all = false
-  return { seed = seed, root = root, planned_tasks = planned - budget.tasks }
+  return { seed = seed, root = root, planned_tasks = planned - budget.tasks, procs = WITH_PROCS }
 end
 
 -- A readable listing of a plan (for replays).
@@ -541,6 +550,23 @@ end
 local OPS = {}
 
 function OPS.sleep(ctx, op) blocking(ctx, "tether.sleep", tether.sleep, op.ms / 1000) end
+
+-- A real child process (opts.procs): it must succeed, or be cancelled.
+local PROC_ARGV = {
+  ["true"] = function() return { "true" } end,
+  sleep = function(op) return { "sleep", ("%.3f"):format(op.ms / 1000) } end,
+  cat = function() return { "cat" } end,
+  group = function(op) return { "sh", "-c", ("sleep %.3f & wait"):format(op.ms / 1000) } end,
+}
+function OPS.proc(ctx, op)
+  local popts = { grace = 0.2, kill_group = op.cmd == "group" }
+  if op.cmd == "cat" then popts.stdin = ("x"):rep(op.ms * 1000) end
+  local r = blocking(ctx, "tether.process.run", tether.process.run, PROC_ARGV[op.cmd](op), popts)
+  if r.exit_code ~= 0 then viol(ctx.T, "process.run of %s returned exit code %s", op.cmd, safe(r.exit_code)) end
+  if op.cmd == "cat" and #r.stdout ~= op.ms * 1000 then
+    viol(ctx.T, "cat gave back %d bytes of %d", #r.stdout, op.ms * 1000)
+  end
+end
 
 function OPS.checkpoint(ctx) blocking(ctx, "tether.checkpoint", tether.checkpoint) end
 
@@ -1065,6 +1091,15 @@ function M.run(plan, opts)
   end
   if hung then L:violation("the tree hung for %g s; tether.dump():\n%s", opts.watchdog or M.WATCHDOG, hung) end
   local s = tether.stats()
+  if plan.procs then                 -- no child of this process is left, running or zombie
+    local f = io.open("/proc/self/stat", "r")
+    local pid = f and f:read("l"):match("^(%d+)")
+    if f then f:close() end
+    local cf = pid and io.open("/proc/self/task/" .. pid .. "/children", "r")
+    local kids = cf and cf:read("a") or ""
+    if cf then cf:close() end
+    if kids:match("%d") then L:violation("child processes left after tether.run: %s", kids) end
+  end
   if s.tasks ~= 0 or s.handles ~= 0 or s.timers ~= 0 or s.running ~= false then
     L:violation("after tether.run: stats tasks=%s handles=%s timers=%s running=%s",
       tostring(s.tasks), tostring(s.handles), tostring(s.timers), tostring(s.running))
