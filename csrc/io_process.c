@@ -1,8 +1,9 @@
 /* io_process.c - child processes: tether.process.run/open, the process object, environ, ProcessError */
+#define _GNU_SOURCE               /* posix_spawn's setsid and chdir actions */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -17,24 +18,24 @@ extern char **environ;
 
 /*
 ** NOTE: how children are started and reaped, and why not with uv_spawn.
-** uv_spawn blocks the loop until the child has exec'd (it reads the child's
-** exec status from a pipe): with a few children starting at once that
-** serialises every exec on the parent, and exec is slow (page faults).  So
-** tether forks, returns to the loop at once, and reads the exec status from
-** a close-on-exec pipe on the loop (EOF: the exec succeeded; 4 bytes: its
-** errno).  Children are reaped by one SIGCHLD watcher (waitpid on each of
-** tether's children, as libuv does for its own: the two never reap each
-** other's).  What libuv's traps teach still holds:
+** uv_spawn forks and then blocks the loop until the child has exec'd; the
+** fork makes every page the parent touches meanwhile a copy-on-write fault,
+** and that serialises the starts on a busy loop.  tether uses posix_spawn
+** (glibc runs the child on the parent's memory until it execs: no copy, and
+** the exec's error comes back as the result, the failed child reaped) and
+** reaps its children with one SIGCHLD watcher (waitpid on each of tether's
+** children, as libuv does for its own: the two never reap each other's).
+** What libuv's traps teach still holds:
 ** - a process object is freed only once its child was reaped: closing it
 **   earlier sends SIGKILL, and the run waits for the exit (no zombie);
-** - a spawn that fails leaves nothing open: the failed child is reaped and
-**   its pipes closed before the IOError is raised;
-** - a child given one of the parent's standard descriptors clears
-**   O_NONBLOCK on it (children get blocking stdio, as libuv does), for
-**   everyone who shares it: io_stdio.c sets it again on its streams;
+** - a spawn that fails leaves nothing open: its pipes are closed before the
+**   IOError is raised;
+** - a child given one of the parent's standard descriptors gets it
+**   blocking (as libuv's children do), which clears O_NONBLOCK for
+**   everyone who shares the description: io_stdio.c sets it again;
 ** - execvp would search the PATH of the parent: the program is looked up
 **   here, on opts.env.PATH when env is given (/bin:/usr/bin when it has
-**   none), and exec'd by path.
+**   none), and run by path (under /bin/sh for ENOEXEC, as execvp does).
 ** Pipes are made here (close-on-exec) and the child gets its ends by dup2,
 ** so stderr = "stdout" hands one pipe to both descriptors and nothing else
 ** reaches the child (everything tether opens is close-on-exec).
@@ -45,8 +46,6 @@ extern char **environ;
 enum { SIO_INHERIT, SIO_NULL, SIO_CAPTURE, SIO_PIPE, SIO_FEED, SIO_MERGE };
 
 enum { CAP_NONE, CAP_OPEN, CAP_CLOSING, CAP_CLOSED };
-
-enum { PH_ALL, PH_EXEC };   /* everything finished / the exec status known */
 
 typedef struct tt_proc tt_proc;
 
@@ -64,7 +63,6 @@ typedef struct tt_cap {
 struct tt_proc {
   tt_io io;
   TT_LINK(tt_proc) clink;   /* in `children` until reaped */
-  uv_pipe_t errp;           /* the exec status (close-on-exec pipe) */
   uv_timer_t grace;         /* SIGTERM, then SIGKILL when it fires */
   tt_cap out, err, in;      /* captured stdout, stderr; fed stdin */
   uv_write_t wreq;
@@ -77,11 +75,8 @@ struct tt_proc {
   int killslot;             /* in killtab, or -1 */
   int64_t exit_status;
   int term_signal;
-  int exec_err;             /* the child's exec failed: this libuv error */
-  uint8_t spawned;          /* forked: the child must be reaped */
+  uint8_t spawned;          /* started: the child must be reaped */
   uint8_t exited;           /* reaped */
-  uint8_t errp_state;       /* CAP_*: the exec status pipe */
-  uint8_t phase;            /* what p->op waits for: PH_EXEC, PH_ALL */
   uint8_t timer;            /* 0: none, 1: initialised, 2: closing */
   uint8_t terminating;      /* tether terminated it (cancel, close, overflow) */
   uint8_t run_cancelled;    /* run's wait was taken back by a cancellation */
@@ -163,7 +158,6 @@ static void ts_proc_signal(tt_proc *p, int sig) {
 ** timer are closed. */
 static int ts_proc_finished(tt_proc *p) {
   return p->exited && p->timer != 1 && p->timer != 2 &&
-         (p->errp_state == CAP_NONE || p->errp_state == CAP_CLOSED) &&
          (p->out.state == CAP_NONE || p->out.state == CAP_CLOSED) &&
          (p->err.state == CAP_NONE || p->err.state == CAP_CLOSED) &&
          (p->in.state == CAP_NONE || p->in.state == CAP_CLOSED);
@@ -171,9 +165,7 @@ static int ts_proc_finished(tt_proc *p) {
 
 /* run's wait is over once everything is finished. */
 static void ts_proc_check(tt_proc *p) {
-  if (p->op.task == NULL) return;
-  if (p->phase == PH_EXEC ? p->errp_state == CAP_CLOSED || p->exited
-                          : ts_proc_finished(p))
+  if (p->op.task && ts_proc_finished(p))
     ts_op_done(&p->op, p->run_cancelled ? UV_ECANCELED : 0);
 }
 
@@ -350,97 +342,6 @@ static int ts_chld_watch(tt_sched *S) {
   return r;
 }
 
-/* The exec status: EOF (the exec succeeded) or the child's errno. */
-static void ts_errp_alloc(uv_handle_t *h, size_t sug, uv_buf_t *b) {
-  tt_proc *p = h->data;
-  (void)sug;
-  b->base = (char *)&p->exec_err;
-  b->len = sizeof p->exec_err;
-}
-
-static void ts_errp_closed(uv_handle_t *h) {
-  tt_proc *p = h->data;
-  p->errp_state = CAP_CLOSED;
-  ts_proc_check(p);
-  ts_io_release(&p->io);
-}
-
-static void ts_errp_close(tt_proc *p) {
-  if (p->errp_state != CAP_OPEN) return;
-  p->errp_state = CAP_CLOSING;
-  uv_close((uv_handle_t *)&p->errp, ts_errp_closed);
-}
-
-static void ts_errp_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
-  tt_proc *p = s->data;
-  (void)b;
-  if (n == 0) return;
-  if (n > 0) p->exec_err = uv_translate_sys_error(p->exec_err);
-  else p->exec_err = 0;
-  ts_errp_close(p);
-  /* the child cleared O_NONBLOCK on what it inherited before it exec'd */
-  ts_stdio_after_spawn(p->io.S);
-}
-
-/*
-** The child, between fork and exec: only async-signal-safe calls.  `src`
-** are the descriptors to make 0, 1, 2 (-1: /dev/null; stderr may equal
-** stdout's), `errfd` the close-on-exec pipe for the exec status.
-*/
-static void tt_child(const char *file, char **args, char **env,
-                     const char *cwd, int setsid_, int src[3], int errfd) {
-  int i, err, fd;
-  sigset_t none;
-  if (setsid_) setsid();
-  /* a source below 3 could be overwritten by an earlier dup2: move it */
-  for (i = 0; i < 3; i++)
-    if (src[i] >= 0 && src[i] < 3 && src[i] != i) {
-      int moved = fcntl(src[i], F_DUPFD, 3);
-      int j;
-      for (j = i + 1; j < 3; j++) if (src[j] == src[i]) src[j] = moved;
-      src[i] = moved;
-    }
-  for (i = 0; i < 3; i++) {
-    fd = src[i];
-    if (fd < 0) {
-      fd = open("/dev/null", i == 0 ? O_RDONLY : O_RDWR);
-      if (fd < 0) goto fail;
-    }
-    if (fd == i) fcntl(i, F_SETFD, 0);          /* inherited: keep it */
-    else if (dup2(fd, i) < 0) goto fail;
-    fcntl(i, F_SETFL, fcntl(i, F_GETFL) & ~O_NONBLOCK);
-    if (src[i] < 0) close(fd);
-  }
-  for (i = 1; i < 65; i++) {                      /* default dispositions */
-    struct sigaction sa;
-    if (i == SIGKILL || i == SIGSTOP) continue;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = SIG_DFL;
-    sigaction(i, &sa, NULL);
-  }
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, NULL);
-  if (cwd && chdir(cwd) != 0) goto fail;
-  if (env) environ = env;
-  execv(file, args);
-  if (errno == ENOEXEC) {          /* as execvp: no #!, so sh runs it */
-    int n = 0;
-    while (args[n]) n++;
-    {
-      char *sh[n + 2];
-      sh[0] = (char *)"sh";
-      sh[1] = (char *)file;
-      for (i = 1; i <= n; i++) sh[i + 1] = args[i];
-      execv("/bin/sh", sh);
-    }
-    errno = ENOEXEC;
-  }
-fail:
-  err = errno;
-  while (write(errfd, &err, sizeof err) < 0 && errno == EINTR) {}
-  _exit(127);
-}
-
 /* ---- static helpers: the I/O kind --------------------------------------- */
 
 /*
@@ -457,7 +358,6 @@ static void ts_proc_close(tt_io *io) {
   ts_cap_close(&p->out);
   ts_cap_close(&p->err);
   ts_cap_close(&p->in);
-  ts_errp_close(p);
   ts_proc_timer_close(p);
 }
 
@@ -727,6 +627,62 @@ static int ts_pipe_open(tt_sched *S, uv_pipe_t *pipe, int fd) {
 }
 
 /*
+** posix_spawn the child: `src` are the descriptors to make its 0, 1, 2
+** (-1: /dev/null; equal to i: inherited).  glibc's posix_spawn runs the
+** child on the parent's memory until it execs (no copy-on-write faults in
+** the parent) and returns the exec's error, having reaped a failed child.
+*/
+static int ts_pspawn(const char *file, char **args, char **env,
+                     const char *cwd, int setsid_, const int src[3],
+                     pid_t *pid) {
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t at;
+  sigset_t all, none;
+  int i, r;
+  short flags = POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK;
+  if (posix_spawn_file_actions_init(&fa) != 0) return UV_ENOMEM;
+  if (posix_spawnattr_init(&at) != 0) {
+    posix_spawn_file_actions_destroy(&fa);
+    return UV_ENOMEM;
+  }
+  for (i = 0; i < 3; i++) {
+    if (src[i] == i) {
+      /* children get blocking stdio (as libuv's do); io_stdio.c sets
+         O_NONBLOCK again on its streams that share the description */
+      int fl = fcntl(i, F_GETFL);
+      if (fl != -1 && (fl & O_NONBLOCK)) fcntl(i, F_SETFL, fl & ~O_NONBLOCK);
+    } else if (src[i] < 0) {
+      posix_spawn_file_actions_addopen(&fa, i, "/dev/null",
+                                       i == 0 ? O_RDONLY : O_RDWR, 0);
+    } else {
+      posix_spawn_file_actions_adddup2(&fa, src[i], i);
+    }
+  }
+  if (cwd) posix_spawn_file_actions_addchdir_np(&fa, cwd);
+  sigfillset(&all);
+  sigemptyset(&none);
+  posix_spawnattr_setsigdefault(&at, &all);   /* SIGPIPE is ignored here */
+  posix_spawnattr_setsigmask(&at, &none);
+  if (setsid_) flags |= POSIX_SPAWN_SETSID;
+  posix_spawnattr_setflags(&at, flags);
+  r = posix_spawn(pid, file, &fa, &at, args, env ? env : environ);
+  if (r == ENOEXEC) {             /* as execvp: no #!, so sh runs it */
+    int n = 0;
+    while (args[n]) n++;
+    {
+      char *sh[n + 2];
+      sh[0] = (char *)"sh";
+      sh[1] = (char *)file;
+      for (i = 1; i <= n; i++) sh[i + 1] = args[i];
+      r = posix_spawn(pid, "/bin/sh", &fa, &at, sh, env ? env : environ);
+    }
+  }
+  posix_spawnattr_destroy(&at);
+  posix_spawn_file_actions_destroy(&fa);
+  return r ? uv_translate_sys_error(r) : 0;
+}
+
+/*
 ** Start the child that `r` describes: push the process userdata, with its
 ** table of fields (argv, pid, stdin/stdout/stderr streams) as user value.
 ** Raises the IOError of a failed spawn, leaving nothing open.
@@ -734,7 +690,6 @@ static int ts_pipe_open(tt_sched *S, uv_pipe_t *pipe, int fd) {
 static tt_proc *tk_spawn(lua_State *L, tt_sched *S, spawn_req *r) {
   int fds[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};  /* parent's, child's */
   int src[3] = {-1, -1, -1};      /* what the child makes 0, 1, 2 */
-  int efd[2] = {-1, -1};          /* the exec status pipe */
   tt_stream *streams[3] = {NULL, NULL, NULL};
   char **args, **env = NULL;
   int i, err = 0, udidx, fields;
@@ -811,29 +766,19 @@ static tt_proc *tk_spawn(lua_State *L, tt_sched *S, spawn_req *r) {
       }
     }
   }
-  if (err == 0) err = uv_pipe(efd, 0, 0);
   if (err == 0) err = ts_chld_watch(S);
   if (err == 0) {
-    sigset_t all, old;
     pid_t pid;
-    sigfillset(&all);            /* no handler may run in the child */
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    pid = fork();
-    if (pid == 0)
-      tt_child(r->file, args, env, r->cwd, r->kill_group, src, efd[1]);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (pid < 0) err = uv_translate_sys_error(errno);
-    else p->pid = (int)pid;
+    err = ts_pspawn(r->file, args, env, r->cwd, r->kill_group, src, &pid);
+    if (err == 0) p->pid = (int)pid;
   }
   for (i = 0; i < 3; i++)
     if (fds[i][1] >= 0) close(fds[i][1]);
-  if (efd[1] >= 0) close(efd[1]);
   if (err < 0) {
     for (i = 0; i < 3; i++) {
       if (fds[i][0] >= 0) close(fds[i][0]);
       if (streams[i]) ts_io_close(&streams[i]->io);
     }
-    if (efd[0] >= 0) close(efd[0]);
     free(p->in.buf);
     p->in.buf = NULL;
     ts_io_close(&p->io);
@@ -848,15 +793,7 @@ static tt_proc *tk_spawn(lua_State *L, tt_sched *S, spawn_req *r) {
   TT_LIST_APPEND(children, p, clink);
   nchildren++;
   ts_killtab_add(p);
-  /* the exec status: EOF when the exec succeeded, else its errno */
-  p->errp_state = CAP_OPEN;
-  p->errp.data = p;
-  ts_io_hold(&p->io);
-  if (ts_pipe_open(S, &p->errp, efd[0]) < 0 ||
-      uv_read_start((uv_stream_t *)&p->errp, ts_errp_alloc, ts_errp_read) < 0) {
-    p->exec_err = 0;              /* unknown: the child's exit will tell */
-    ts_errp_close(p);
-  }
+  ts_stdio_after_spawn(S);
   lua_pushinteger(L, p->pid);
   lua_setfield(L, fields, "pid");
   for (i = 0; i < 3; i++) {
@@ -977,61 +914,14 @@ static int tk_raise_procerror(lua_State *L, tt_sched *S, int res) {
   return lua_error(L);
 }
 
-/* Raise the IOError of a child whose exec failed. */
-static int tk_raise_exec_error(lua_State *L, tt_sched *S, int ud, tt_proc *p) {
-  tk_new_ioerror(L, S, TT_CLS_IO, p->exec_err, "spawn");
-  lua_getiuservalue(L, ud, 1);
-  lua_getfield(L, -1, "argv");
-  lua_setfield(L, -3, "argv");
-  lua_getfield(L, -1, "cwd");
-  lua_setfield(L, -3, "cwd");
-  lua_pop(L, 1);
-  return lua_error(L);
-}
-
-/*
-** A wait of run or open ended.  In phase PH_EXEC (the exec status is
-** known): a failed exec or a cancellation waits on for everything to end;
-** else run under g:start calls started(p), and run waits for the end.
-** Returns -1 when the task must wait again (it did, through `k`).
-*/
-static int tk_proc_phase(lua_State *L, tt_proc *p, int ud, int started,
-                         lua_KFunction k, int *res) {
-  tt_task *t = TT_UPSCHED(L)->current;
-  if (p->phase != PH_EXEC) return 0;
-  p->phase = PH_ALL;
-  if (!p->run_cancelled && ts_cancelled(t)) {  /* cancelled meanwhile */
-    p->run_cancelled = 1;
-    ts_proc_terminate(p);
-  }
-  if (!p->exec_err && !p->run_cancelled && !p->exited && started > 0) {
-    lua_pushvalue(L, 1);
-    lua_pushvalue(L, ud);
-    lua_call(L, 1, 0);
-  }
-  if (started < 0 && !p->exec_err && !p->run_cancelled) return 0;  /* open */
-  if (ts_proc_finished(p)) return 0;
-  *res = tk_op_await(L, t, &p->op, k);
-  return -1;
-}
-
 /* After run's wait: the process userdata is on top. */
 static int k_run(lua_State *L, int status, lua_KContext ctx) {
   tt_sched *S = TT_UPSCHED(L);
-  int ud = lua_gettop(L), res, err, failed, cancelled, again;
+  int ud = lua_gettop(L), res, err, failed, cancelled;
   tt_io **slot = lua_touserdata(L, ud);
   tt_proc *p = (tt_proc *)*slot;
   (void)status; (void)ctx;
-  if (tk_proc_phase(L, p, ud, lua_isfunction(L, 1), k_run, &again) < 0)
-    return again;
   cancelled = p->run_cancelled;
-  if (p->exec_err && !cancelled) {
-    free(p->out.buf);             /* the reads to EOF allocated them */
-    free(p->err.buf);
-    p->out.buf = p->err.buf = NULL;
-    ts_io_close(&p->io);
-    return tk_raise_exec_error(L, S, ud, p);
-  }
   lua_createtable(L, 0, 6);
   res = lua_gettop(L);
   tk_push_status(L, p);
@@ -1086,9 +976,12 @@ static int l_process_run(lua_State *L) {
   p->cap_out = r.mode[1] == SIO_CAPTURE;
   p->cap_err = r.mode[2] == SIO_CAPTURE;
   p->check = (uint8_t)r.check;
-  /* under g:start, started(p) once the exec succeeded (a failed exec is
-     raised from g:start) */
-  p->phase = started ? PH_EXEC : PH_ALL;
+  if (started) {                  /* under g:start: hand it over (the spawn
+                                     errors were raised from g:start) */
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, -2);
+    lua_call(L, 1, 0);
+  }
   ts_op_init(&p->op, &p->io, "process.run", ts_run_cancel);
   p->op.holds_clock = 1;
   return tk_op_await(L, t, &p->op, k_run);
@@ -1096,42 +989,18 @@ static int l_process_run(lua_State *L) {
 
 /* ---- bindings: open and the process object ----------------------------- */
 
-static int k_open(lua_State *L, int status, lua_KContext ctx) {
-  tt_sched *S = TT_UPSCHED(L);
-  int ud = lua_gettop(L), again;
-  tt_io **slot = lua_touserdata(L, ud);
-  tt_proc *p = (tt_proc *)*slot;
-  (void)status; (void)ctx;
-  if (tk_proc_phase(L, p, ud, -1, k_open, &again) < 0) return again;
-  if (p->run_cancelled) {
-    tt_scope *s = S->current ? ts_cancelled(S->current) : NULL;
-    ts_io_close(&p->io);
-    if (s) return tk_raise_cancelled(L, S, s);
-    return 0;
-  }
-  if (p->exec_err) {
-    ts_io_close(&p->io);
-    return tk_raise_exec_error(L, S, ud, p);
-  }
-  return 1;
-}
-
-/* tether.process.open(argv [, opts]) -> process, once it has exec'd */
+/* tether.process.open(argv [, opts]) -> process  -- a checkpoint */
 static int l_process_open(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
   spawn_req r;
   tt_task *t;
   tt_scope *s;
-  tt_proc *p;
   lua_settop(L, 2);
   tk_spawn_parse(L, &r, 1, 2, 0, 0);
   t = tk_current(L, S, "tether.process.open");
   if ((s = ts_cancelled(t)) != NULL) return tk_raise_cancelled(L, S, s);
-  p = tk_spawn(L, S, &r);
-  p->phase = PH_EXEC;
-  ts_op_init(&p->op, &p->io, "process.open", ts_run_cancel);
-  p->op.holds_clock = 1;
-  return tk_op_await(L, t, &p->op, k_open);
+  tk_spawn(L, S, &r);
+  return tk_yield_results(L, 1);  /* what was started stands */
 }
 
 static tt_proc *tk_proc_self(lua_State *L, const char *what) {

@@ -199,6 +199,21 @@ describe("process.run", function()
       assert.are.equal("ok\n", r.stdout)
     end)
 
+    PC.it("children get default signal dispositions (tether ignores SIGPIPE in a run; they do not)", function()
+      local outside = PC.read("/proc/self/status"):match("SigIgn:%s*(%x+)")
+      local r = run(function() return P.run({ "grep", "SigIgn", "/proc/self/status" }) end)
+      local child = r.stdout:match("SigIgn:%s*(%x+)")
+      assert.are.equal(0, tonumber(child, 16) & (1 << 12))    -- SIGPIPE (13) not ignored
+      assert.are.equal(outside, child)
+    end)
+
+    PC.it("runs a script without #! under sh, as execvp does", function()
+      local bin = PC.tmpdir()
+      PC.write(bin .. "/noshebang", "echo from sh $1\n", "755")
+      local r = run(function() return P.run({ bin .. "/noshebang", "arg" }) end)
+      assert.are.equal("from sh arg\n", r.stdout)
+    end)
+
     PC.it("runs in opts.cwd", function()
       local r = run(function() return P.run({ "pwd" }, { cwd = dir }) end)
       assert.are.equal(dir, (r.stdout:gsub("\n$", "")))
