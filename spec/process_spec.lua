@@ -268,6 +268,21 @@ describe("process.run", function()
       local s = PC.read(file)
       return s and tonumber(s:match("%d+"))
     end
+    -- Runs argv (which writes its pid to `file` first) in a scope cancelled once the
+    -- child is there (and `after` seconds more): no race with a slow start.
+    local function cancelled_run(file, argv, opts, after)
+      local ok
+      local scope = tether.cancel_scope({})
+      tether.with_group(function(g)
+        g:spawn(function()
+          PC.eventually(function() return pid_in(file) ~= nil end, 20)
+          tether.sleep(after or 0.1)
+          scope:cancel()
+        end)
+        ok = scope:run(P.run, argv, opts)
+      end)
+      return ok
+    end
 
     PC.it("before spawn: nothing starts", function()
       local marker = dir .. "/marker-before"
@@ -290,7 +305,7 @@ describe("process.run", function()
       local f = dir .. "/pid-feed"
       local ok, elapsed, pid, gone = run(function()
         local t0 = tether.now()
-        local ok = tether.move_on_after(0.3, P.run, pid_cmd(f, "exec sleep 30"), { stdin = string.rep("y", 8 << 20) })
+        local ok = cancelled_run(f, pid_cmd(f, "exec sleep 30"), { stdin = string.rep("y", 8 << 20) })
         local pid = pid_in(f)
         return ok, tether.now() - t0, pid, PC.gone(pid)
       end)
@@ -303,7 +318,7 @@ describe("process.run", function()
     PC.it("while reading", function()
       local f = dir .. "/pid-read"
       local ok, pid, gone = run(function()
-        local ok = tether.move_on_after(0.3, P.run, pid_cmd(f, "while :; do echo x; sleep 0.01; done"))
+        local ok = cancelled_run(f, pid_cmd(f, "while :; do echo x; sleep 0.01; done"))
         local pid = pid_in(f)
         return ok, pid, PC.gone(pid)
       end)
@@ -314,7 +329,7 @@ describe("process.run", function()
     PC.it("while waiting for the exit (pipes already at EOF)", function()
       local f = dir .. "/pid-wait"
       local ok, pid, gone = run(function()
-        local ok = tether.move_on_after(0.3, P.run, pid_cmd(f, "exec >/dev/null 2>&1; exec sleep 30"))
+        local ok = cancelled_run(f, pid_cmd(f, "exec >/dev/null 2>&1; exec sleep 30"))
         local pid = pid_in(f)
         return ok, pid, PC.gone(pid)
       end)
@@ -332,13 +347,22 @@ describe("process.run", function()
     PC.it("a child that ignores SIGTERM is killed after the grace period", function()
       local f = dir .. "/pid-ignore"
       local ok, elapsed, pid, gone = run(function()
-        local t0 = tether.now()
-        local ok = tether.move_on_after(0.2, P.run, pid_cmd(f, "trap '' TERM; exec sleep 30"), { grace = 0.4 })
+        local ok, t0
+        local scope = tether.cancel_scope({})
+        tether.with_group(function(g)
+          g:spawn(function()
+            PC.eventually(function() return pid_in(f) ~= nil end, 20)
+            tether.sleep(0.1)
+            t0 = tether.now()
+            scope:cancel()
+          end)
+          ok = scope:run(P.run, pid_cmd(f, "trap '' TERM; exec sleep 30"), { grace = 0.4 })
+        end)
         local pid = pid_in(f)
         return ok, tether.now() - t0, pid, PC.gone(pid)
       end)
       assert.is_false(ok)
-      assert.is_true(elapsed >= 0.55, "returned before the grace period: " .. elapsed)
+      assert.is_true(elapsed >= 0.38, "returned before the grace period: " .. elapsed)
       assert.is_true(elapsed < 5)
       assert.is_true(gone)
     end)
@@ -348,7 +372,7 @@ describe("process.run", function()
       local e, pid, gone = run(function()
         local e = err_of(tether.with_group, function(g)
           g:spawn(P.run, pid_cmd(f, "exec sleep 30"))
-          tether.sleep(0.2)
+          PC.eventually(function() return pid_in(f) ~= nil end, 20)
           error("sibling failed")
         end)
         local pid = pid_in(f)
@@ -363,8 +387,8 @@ describe("process.run", function()
     PC.it("kill_group terminates the grandchildren too", function()
       local f = dir .. "/pids-kg"
       local ok, pids, gone = run(function()
-        local ok = tether.move_on_after(1.0, P.run, { "sh", "-c",
-          ("sleep 30 & echo $$ $! > '%s'; wait"):format(f) }, { kill_group = true })
+        local ok = cancelled_run(f, { "sh", "-c", ("sleep 30 & echo $$ $! > '%s'; wait"):format(f) },
+          { kill_group = true }, 0.2)
         local s = PC.read(f) or ""
         local a, b = s:match("(%d+) (%d+)")
         local pids = { tonumber(a), tonumber(b) }
@@ -391,7 +415,7 @@ describe("process.run", function()
       local pid, code_running, code, sig = run(function()
         local pid, code_running, code, sig
         tether.with_group(function(g)
-          local p = g:start(P.run, { "sleep", "0.2" })
+          local p = g:start(P.run, { "sleep", "0.5" })
           pid = p.pid
           code_running = p.exit_code
           code, sig = p:wait()
@@ -451,7 +475,7 @@ describe("process.open", function()
 
   PC.it("p:wait returns the exit code and signal; fields follow the child", function()
     local pid, before, code, sig, after = run(function()
-      local p <close> = P.open({ "sh", "-c", "exit 5" }, { stdout = "null" })
+      local p <close> = P.open({ "sh", "-c", "sleep 0.3; exit 5" }, { stdout = "null" })
       local before = p.exit_code
       local code, sig = p:wait()
       return p.pid, before, code, sig, p.exit_code
