@@ -142,7 +142,8 @@ describe("standard streams", function()
   PC.it("a cancelled write completes, then raises Cancelled; the stream stays usable", function()
     local out, err = tether.run(function()
       local p <close> = P.open({ PC.LUA, CHILD, "cancel_write" }, { stdout = "pipe", stderr = "pipe", env = PC.lua_env() })
-      tether.sleep(0.4)            -- the child's write waits for us
+      assert(p.stderr:read_line() == "start")
+      tether.sleep(0.4)            -- the child's write waits for us, past its deadline
       local out, err
       tether.with_group(function(g)
         g:spawn(function() err = p.stderr:read_all() end)
