@@ -414,15 +414,42 @@ static void tk_push_cmdline(lua_State *L, int idx) {
   luaL_pushresult(&b);
 }
 
+/* What exec would say of `file` (0, or ENOENT, EACCES...): a file that
+** exists, is not a directory and may be executed. */
+static int ts_exec_check(const char *file) {
+  struct stat st;
+  if (stat(file, &st) != 0) return uv_translate_sys_error(errno);
+  if (S_ISDIR(st.st_mode) || access(file, X_OK) != 0) return UV_EACCES;
+  return 0;
+}
+
+/* What chdir would say of `cwd`. */
+static int ts_cwd_check(const char *cwd) {
+  struct stat st;
+  if (stat(cwd, &st) != 0) return uv_translate_sys_error(errno);
+  if (!S_ISDIR(st.st_mode)) return UV_ENOTDIR;
+  if (access(cwd, X_OK) != 0) return UV_EACCES;
+  return 0;
+}
+
 /*
 ** The program `name` on the search path `path` (as execvp: a name with a
-** slash is taken as it is; a file found but not executable is skipped and
-** reported as EACCES if nothing else is found).  Pushes the path found and
-** returns 0, or returns a libuv error.
+** slash is taken as it is, relative to `cwd` when given; a file found but
+** not executable is skipped and reported as EACCES if nothing else is
+** found).  Pushes the path found and returns 0, or returns a libuv error.
+** NOTE: the checks are made here, in the parent, and not only by the exec:
+** the error is then known before anything is made, also where posix_spawn
+** cannot report the exec's (under valgrind, which runs vfork as fork).
 */
-static int tk_find_program(lua_State *L, const char *name, const char *path) {
+static int tk_find_program(lua_State *L, const char *name, const char *path,
+                           const char *cwd) {
   int err = UV_ENOENT;
   if (strchr(name, '/')) {
+    if (name[0] != '/' && cwd) lua_pushfstring(L, "%s/%s", cwd, name);
+    else lua_pushstring(L, name);
+    err = ts_exec_check(lua_tostring(L, -1));
+    lua_pop(L, 1);
+    if (err < 0) return err;
     lua_pushstring(L, name);
     return 0;
   }
@@ -595,7 +622,8 @@ static void tk_spawn_parse(lua_State *L, spawn_req *r, int aarg, int oarg,
     if (path == NULL) path = "/bin:/usr/bin";
   }
   lua_rawgeti(L, r->argvidx, 1);
-  err = tk_find_program(L, lua_tostring(L, -1), path);
+  err = r->cwd ? ts_cwd_check(r->cwd) : 0;
+  if (err == 0) err = tk_find_program(L, lua_tostring(L, -1), path, r->cwd);
   lua_remove(L, -1 - (err == 0));
   if (err < 0) {
     lua_pushnil(L);                /* keep the stack shape */

@@ -200,14 +200,17 @@ describe("process.run", function()
     end)
 
     PC.it("children get default signal dispositions (tether ignores SIGPIPE in a run; they do not)", function()
-      local outside = PC.read("/proc/self/status"):match("SigIgn:%s*(%x+)")
       local r = run(function() return P.run({ "grep", "SigIgn", "/proc/self/status" }) end)
       local child = r.stdout:match("SigIgn:%s*(%x+)")
-      assert.are.equal(0, tonumber(child, 16) & (1 << 12))    -- SIGPIPE (13) not ignored
-      assert.are.equal(outside, child)
+      -- none of the standard signals 1..31 (SIGPIPE is 13); glibc's own 32 and 33
+      -- may be ignored by whatever started the suite
+      assert.are.equal(0, tonumber(child, 16) & 0x7fffffff)
     end)
 
-    PC.it("runs a script without #! under sh, as execvp does", function()
+    -- NOTE: under valgrind (vfork run as fork) posix_spawn cannot report the
+    -- exec's ENOEXEC, so the retry under sh cannot happen there.
+    local under_valgrind = (os.getenv("LD_PRELOAD") or ""):find("vgpreload", 1, true)
+    ;(under_valgrind and pending or PC.it)("runs a script without #! under sh, as execvp does", function()
       local bin = PC.tmpdir()
       PC.write(bin .. "/noshebang", "echo from sh $1\n", "755")
       local r = run(function() return P.run({ bin .. "/noshebang", "arg" }) end)
