@@ -26,7 +26,7 @@ LUA_LIBS := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
 SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 # Debian packages the targets need; .ci/deps.sh installs the missing ones as root.
-TEST_DEBS := lua5.4 liblua5.4-dev libuv1-dev lua-busted lua-luv pkg-config python3
+TEST_DEBS := lua5.4 liblua5.4-dev libuv1-dev lua-busted lua-luv pkg-config python3 procps netbase
 
 # Runs a script against this checkout (the suite sets its own paths in spec/helper.lua).
 LUA_ENV = LUA_PATH='$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;' LUA_CPATH='$(CURDIR)/build/?.so;;'

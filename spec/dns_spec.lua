@@ -10,7 +10,9 @@ local run = function(fn) return net.fd_checked(function() return tether.run(fn) 
 
 describe("dns", function()
   it("resolves a name to addresses with their family", function()
-    local r = run(function() return tether.dns.getaddrinfo("localhost") end)
+    local name = net.localname()
+    if not name then pending("no /etc/hosts entry for localhost: nothing to resolve offline") return end
+    local r = run(function() return tether.dns.getaddrinfo(name) end)
     assert.is_true(#r >= 1)
     for _, a in ipairs(r) do
       assert.is_true(a.family == "inet" or a.family == "inet6")
@@ -43,7 +45,7 @@ describe("dns", function()
       local scope = tether.cancel_scope({})
       scope:run(function()
         scope:cancel()
-        assert.is_true(support.is_cancelled(error_of(tether.dns.getaddrinfo, "localhost")))
+        assert.is_true(support.is_cancelled(error_of(tether.dns.getaddrinfo, "127.0.0.1")))
       end)
     end)
   end)
@@ -52,7 +54,7 @@ describe("dns", function()
     local n = run(function()
       local n = 0
       for i = 1, 20 do
-        local ok = tether.move_on_after(0.0002 * (i % 3), tether.dns.getaddrinfo, "localhost")
+        local ok = tether.move_on_after(0.0002 * (i % 3), tether.dns.getaddrinfo, net.localname() or "127.0.0.1")
         if not ok then n = n + 1 end
       end
       return n
@@ -65,7 +67,7 @@ describe("dns", function()
     local r = run(function()
       local res = tether.gather((function()
         local fns = {}
-        for i = 1, 20 do fns[i] = function() return #tether.dns.getaddrinfo("localhost") end end
+        for i = 1, 20 do fns[i] = function() return #tether.dns.getaddrinfo(net.localname() or "127.0.0.1") end end
         return fns
       end)())
       for _, x in ipairs(res) do assert.is_true(x.ok) end

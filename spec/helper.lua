@@ -54,7 +54,7 @@ local warmups = {
     local c <close> = tether.tcp.connect("127.0.0.1", l.port)
     local s <close> = l:accept()
     local u <close> = tether.udp.open({ port = 0 })
-    tether.dns.getaddrinfo("localhost")
+    tether.dns.getaddrinfo("127.0.0.1")
   end,
 }
 if tether and tether.run then

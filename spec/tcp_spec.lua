@@ -47,9 +47,11 @@ describe("tcp", function()
     end)
 
     it("connects to a name (resolved, tried as RFC 8305 says)", function()
+      local name = net.localname()
+      if not name then pending("no /etc/hosts entry for localhost: nothing to resolve offline") return end
       local ok = run(function()
         local l <close> = tether.tcp.listen(0)
-        local c <close> = tether.tcp.connect("localhost", l.port)
+        local c <close> = tether.tcp.connect(name, l.port)
         local s <close> = l:accept()
         c:write("hi")
         return s:read() == "hi"
@@ -360,8 +362,10 @@ describe("tcp", function()
     end)
 
     it("cancelled while resolving a name: Cancelled, nothing left", function()
+      local name = net.localname()
+      if not name then pending("no /etc/hosts entry for localhost: nothing to resolve offline") return end
       run(function()
-        local ok = tether.move_on_after(0, tether.tcp.connect, "localhost", 9)
+        local ok = tether.move_on_after(0, tether.tcp.connect, name, 9)
         assert.is_false(ok)
       end)
     end)

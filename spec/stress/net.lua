@@ -88,7 +88,7 @@ function M.warm()
     local l <close> = tether.tcp.listen(0)
     local c <close> = tether.tcp.connect("127.0.0.1", l.port)
     local a <close> = l:accept()
-    tether.dns.getaddrinfo("localhost")
+    tether.dns.getaddrinfo("127.0.0.1")
   end)
 end
 
