@@ -131,6 +131,8 @@ int luaopen_tether_core(lua_State *L) {
   tt_tcp_open(L, S);
   tt_unix_open(L, S);
   tt_udp_open(L, S);
+  tt_fs_open(L, S);
+  tt_thread_open(L, S);
   /* NOTE: a string key, the one the header-only API knows; it is in the
      "tether." namespace of the metatables that luaL_newmetatable names. */
   lua_pushlightuserdata(L, (void *)&capi);

@@ -229,4 +229,8 @@ void tt_tcp_open(lua_State *L, tt_sched *S);
 void tt_unix_open(lua_State *L, tt_sched *S);
 void tt_udp_open(lua_State *L, tt_sched *S);
 
+/* io_fs.c: tether.fs; io_thread.c: tether.thread */
+void tt_fs_open(lua_State *L, tt_sched *S);
+void tt_thread_open(lua_State *L, tt_sched *S);
+
 #endif
