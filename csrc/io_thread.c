@@ -56,6 +56,7 @@ typedef struct tt_worker {
   lua_State *L;
   struct tt_worker *next;   /* idle list */
   int ncached;              /* functions in its cache */
+  char *paths[2];           /* the package.path and cpath it was given */
 } tt_worker;
 
 /* The thread pool's state, one per Lua state: the userdata thread.limiter. */
@@ -470,12 +471,12 @@ static int w_blocked(lua_State *W) {
                     "return values to the calling task instead");
 }
 
-/* Protected, in a new worker state: libraries, paths (light userdata 1:
-** two strings or NULLs), tether blocked, the function cache. */
-static int w_init(lua_State *W) {
+/* Protected, in a worker: set package.path and cpath (light userdata 1:
+** two strings or NULLs). */
+static int w_setpaths(lua_State *W) {
   const char **paths = lua_touserdata(W, 1);
-  luaL_openlibs(W);
   lua_getglobal(W, "package");
+  if (!lua_istable(W, -1)) return 0;
   if (paths[0]) {
     lua_pushstring(W, paths[0]);
     lua_setfield(W, -2, "path");
@@ -484,6 +485,14 @@ static int w_init(lua_State *W) {
     lua_pushstring(W, paths[1]);
     lua_setfield(W, -2, "cpath");
   }
+  return 0;
+}
+
+/* Protected, in a new worker state: libraries, tether blocked, the
+** function cache. */
+static int w_init(lua_State *W) {
+  luaL_openlibs(W);
+  lua_getglobal(W, "package");
   lua_getfield(W, -1, "preload");
   lua_pushcfunction(W, w_blocked);
   lua_setfield(W, -2, "tether");
@@ -494,22 +503,26 @@ static int w_init(lua_State *W) {
   return 0;
 }
 
-/* An idle worker, or a new one (its package paths are `L`'s now); NULL
-** when there is no memory.  Never raises. */
-static tt_worker *ts_worker_get(tt_tpool *P, lua_State *L) {
-  tt_worker *wk = P->idle;
+static void ts_worker_close(tt_worker *wk) {
+  lua_close(wk->L);
+  free(wk->paths[0]);
+  free(wk->paths[1]);
+  free(wk);
+}
+
+static int same_path(const char *a, const char *b) {
+  return a == NULL ? b == NULL : b != NULL && strcmp(a, b) == 0;
+}
+
+/*
+** Give worker `wk` the package paths `L` has now, if they changed since it
+** got them.  0, or -1 when there is no memory.  Never raises.  NOTE: the
+** strings are looked up by rawget of keys that exist (interned already),
+** which allocates nothing.
+*/
+static int ts_worker_paths(tt_worker *wk, lua_State *L) {
   const char *paths[2] = {NULL, NULL};
-  if (wk) {
-    P->idle = wk->next;
-    return wk;
-  }
-  wk = calloc(1, sizeof *wk);
-  if (wk == NULL) return NULL;
-  wk->L = luaL_newstate();
-  if (wk->L == NULL) {
-    free(wk);
-    return NULL;
-  }
+  int i, rc = 0;
   if (lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE) == LUA_TTABLE) {
     lua_pushliteral(L, "package");
     if (lua_rawget(L, -2) == LUA_TTABLE) {
@@ -521,15 +534,49 @@ static tt_worker *ts_worker_get(tt_tpool *P, lua_State *L) {
     }
     lua_pop(L, 1);
   }
-  lua_pushcfunction(wk->L, w_init);
-  lua_pushlightuserdata(wk->L, (void *)paths);
-  if (lua_pcall(wk->L, 1, 0, 0) != LUA_OK) {
-    lua_pop(L, 1);
-    lua_close(wk->L);
-    free(wk);
-    return NULL;
+  if (!same_path(wk->paths[0], paths[0]) || !same_path(wk->paths[1], paths[1])) {
+    lua_pushcfunction(wk->L, w_setpaths);
+    lua_pushlightuserdata(wk->L, (void *)paths);
+    if (lua_pcall(wk->L, 1, 0, 0) != LUA_OK) {
+      lua_pop(wk->L, 1);
+      rc = -1;
+    }
+    for (i = 0; i < 2 && rc == 0; i++) {
+      if (same_path(wk->paths[i], paths[i])) continue;
+      free(wk->paths[i]);
+      wk->paths[i] = paths[i] ? malloc(strlen(paths[i]) + 1) : NULL;
+      if (paths[i] && wk->paths[i]) strcpy(wk->paths[i], paths[i]);
+    }
   }
   lua_pop(L, 1);                        /* the loaded table */
+  return rc;
+}
+
+/* An idle worker, or a new one, with `L`'s package paths; NULL when there
+** is no memory.  Never raises. */
+static tt_worker *ts_worker_get(tt_tpool *P, lua_State *L) {
+  tt_worker *wk = P->idle;
+  if (wk) {
+    P->idle = wk->next;
+  } else {
+    wk = calloc(1, sizeof *wk);
+    if (wk == NULL) return NULL;
+    wk->L = luaL_newstate();
+    if (wk->L == NULL) {
+      free(wk);
+      return NULL;
+    }
+    lua_pushcfunction(wk->L, w_init);
+    if (lua_pcall(wk->L, 0, 0, 0) != LUA_OK) {
+      ts_worker_close(wk);
+      return NULL;
+    }
+  }
+  if (ts_worker_paths(wk, L) != 0) {
+    wk->next = P->idle;
+    P->idle = wk;
+    return NULL;
+  }
   return wk;
 }
 
@@ -1017,8 +1064,7 @@ static int l_tpool_gc(lua_State *L) {
   while (P->idle) {
     tt_worker *wk = P->idle;
     P->idle = wk->next;
-    lua_close(wk->L);
-    free(wk);
+    ts_worker_close(wk);
   }
   return 0;
 }
