@@ -4,6 +4,7 @@
 #   make test         install missing Debian packages (as root), build, run spec/ with busted
 #   make check        the suite against an ASan+UBSan build (build-asan/), LeakSanitizer on
 #   make valgrind     the suite under valgrind against the normal build
+#   make tsan         the thread and file specs against a ThreadSanitizer build (build-tsan/)
 #   make embed-demo   build and run examples/embed/host.c, a C host that embeds Lua and tether
 #                     (EMBED_WRAP='valgrind ...' runs it under a wrapper, as .ci/run does)
 #   make demo | bench | stress [SEED=n DURATION=s] | clean | install [PREFIX=/usr/local]
@@ -13,6 +14,7 @@
 SRC      := $(wildcard csrc/*.c)
 OBJ      := $(SRC:csrc/%.c=build/obj/%.o)
 ASAN_OBJ := $(SRC:csrc/%.c=build-asan/obj/%.o)
+TSAN_OBJ := $(SRC:csrc/%.c=build-tsan/obj/%.o)
 ROCKSPEC := rockspec/tether-scm-1.rockspec
 
 # Lua's symbols come from the interpreter that loads the module: link libuv only.
@@ -24,6 +26,7 @@ ALL_CFLAGS  = -std=c99 $(CFLAGS) -fPIC -Wall -Wextra -Werror -D_POSIX_C_SOURCE=2
 LDLIBS   := -luv
 LUA_LIBS := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
 SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+TSAN     := -fsanitize=thread -fno-omit-frame-pointer
 
 # Debian packages the targets need; .ci/deps.sh installs the missing ones as root.
 TEST_DEBS := lua5.4 liblua5.4-dev libuv1-dev lua-busted lua-luv pkg-config python3 procps netbase
@@ -47,7 +50,15 @@ ASAN_ENV = $(KEEP_CLIBS) ASAN_OPTIONS=detect_leaks=1:log_path=$(ASAN_REPORTS)/as
            LSAN_OPTIONS=suppressions=$(CURDIR)/.ci/lsan.supp:print_suppressions=0 \
            UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
-.PHONY: all test check valgrind demo embed-demo bench stress clean install deps rockspec-check
+# Settings for `make tsan`: the specs that use libuv's pool from several threads
+# (worker Lua states, file jobs) against core.so built with -fsanitize=thread;
+# libtsan is preloaded into lua5.4, as libasan is for `make check`. Reports go to
+# files under build-tsan/reports, which .ci/suite prints and counts as failures.
+TSAN_SPECS   := spec/thread_spec.lua spec/fs_spec.lua
+TSAN_REPORTS := $(CURDIR)/build-tsan/reports
+TSAN_ENV = TSAN_OPTIONS=log_path=$(TSAN_REPORTS)/tsan:halt_on_error=0:second_deadlock_stack=1
+
+.PHONY: all test check valgrind tsan demo embed-demo bench stress clean install deps rockspec-check
 
 all: build/tether/core.so
 
@@ -69,10 +80,19 @@ build-asan/tether/core.so: $(ASAN_OBJ) | build-asan/tether
 build-asan/obj/%.o: csrc/%.c Makefile | build-asan/obj
 	$(CC) $(ALL_CFLAGS) $(SANITIZE) -c $< -o $@
 
-build/obj build/tether build-asan/obj build-asan/tether:
+# ---- the ThreadSanitizer build (build-tsan/) -----------------------------
+
+build-tsan/tether/core.so: $(TSAN_OBJ) | build-tsan/tether
+	$(if $(SRC),,$(error no csrc/*.c to build))
+	$(CC) -shared $(TSAN) $(LDFLAGS) -o $@ $(TSAN_OBJ) $(LDLIBS)
+
+build-tsan/obj/%.o: csrc/%.c Makefile | build-tsan/obj
+	$(CC) $(ALL_CFLAGS) $(TSAN) -c $< -o $@
+
+build/obj build/tether build-asan/obj build-asan/tether build-tsan/obj build-tsan/tether:
 	mkdir -p $@
 
--include $(OBJ:.o=.d) $(ASAN_OBJ:.o=.d)
+-include $(OBJ:.o=.d) $(ASAN_OBJ:.o=.d) $(TSAN_OBJ:.o=.d)
 
 # build/alloc-harness for spec/alloc_spec.lua (defines ALLOC_HARNESS; the spec
 # also builds it by itself when this rule is missing).
@@ -102,6 +122,21 @@ valgrind: rockspec-check
 	@.ci/deps.sh $(TEST_DEBS) valgrind
 	@$(MAKE) --no-print-directory all $(ALLOC_HARNESS) $(EMBED_HOST)
 	@$(KEEP_CLIBS) .ci/suite --build build valgrind -q --error-exitcode=1 --leak-check=full --child-silent-after-fork=yes
+
+# The wrapper appends the TSAN_SPECS to busted's command line (.ci/suite runs every
+# spec otherwise); build-tsan/unpreload.so keeps libtsan out of the processes the
+# specs start (see .ci/tsan_unpreload.c).
+build-tsan/unpreload.so: .ci/tsan_unpreload.c | build-tsan/tether
+	$(CC) -shared -fPIC -o $@ $<
+
+tsan: rockspec-check
+	@.ci/deps.sh $(TEST_DEBS)
+	@$(MAKE) --no-print-directory build-tsan/tether/core.so build-tsan/unpreload.so
+	@rm -rf $(TSAN_REPORTS) && mkdir -p $(TSAN_REPORTS)
+	@tsan=$$($(CC) -print-file-name=libtsan.so); \
+	  [ -f "$$tsan" ] || { echo "tsan: $(CC) has no libtsan.so"; echo "0 passed, 1 failed"; exit 1; }; \
+	  $(TSAN_ENV) TETHER_TSAN=1 .ci/suite --build build-tsan --reports $(TSAN_REPORTS) \
+	    sh -c 'LD_PRELOAD="$$0 $(CURDIR)/build-tsan/unpreload.so" exec "$$@" $(TSAN_SPECS)' "$$tsan"
 
 # The rockspec cannot glob: its list of csrc/*.c must match the directory.
 ROCK_SRC := $(sort $(subst ",,$(shell grep -o '"csrc/[^"]*\.c"' $(ROCKSPEC) 2>/dev/null)))
@@ -163,4 +198,4 @@ install: all
 	install -D -m 755 build/tether/core.so $(LUA_CMOD)/tether/core.so
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-tsan
