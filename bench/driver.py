@@ -82,6 +82,12 @@ WORKLOADS = {
     # W7 runs real processes: its own N (1,000; QUICK: 100)
     "w7": dict(title="W7 processes (`true`, at most 8 at once)", unit="processes per second "
                "(tether / this above 1: tether is faster)", scale=1, fmt="{:.0f}", n=1000),
+    # W8/W9 run at their own N (`n`; QUICK: n/10).
+    "w8": dict(title="W8 thread offload", unit="ms for N CPU-bound jobs of ~10 ms", scale=1, fmt="{:.0f}", n=64),
+    "w8o": dict(title="W8 overhead", unit="µs per call of a trivial function, one after another",
+                scale=1e-3, fmt="{:.2f}", n=2000),
+    "w9": dict(title="W9 small files", unit="files per second, 4 KiB each, read concurrently "
+               "(tether / this above 1: tether is faster)", scale=1, fmt="{:.0f}", n=1000),
 }
 
 # W4: C clients (the script's N) each do R round trips; the main point is
@@ -124,6 +130,7 @@ SYSTEMS = {
     "floor-sched": lambda w: lua("bench/floor/w10_sched.lua") if w in W10_CAPS else None,
     "floor-coroutine-1by1": lambda w: lua("bench/floor/w1_coroutine_1by1.lua") if w == "w1" else None,
     "floor-luv-timer": lambda w: lua(f"bench/floor/{w}_luv_timer.lua") if w in ("w1", "w2") else None,
+    "floor-serial": lambda w: lua("bench/floor/w8_serial.lua") if w == "w8" else None,
     "luv": lambda w: lua(f"bench/luv/{base(w)}.lua"),
     "cqueues": lambda w: lua(f"bench/cqueues/{base(w)}.lua") if w != "w7" else None,
     "asyncio": lambda w: [PY, f"bench/python/{base(w)}_asyncio.py"],
@@ -131,7 +138,7 @@ SYSTEMS = {
     "node": lambda w: ["node", "--expose-gc", f"bench/node/{base(w)}.js"],
     "floor-c": lambda w: [W4_FLOOR] if w == "w4" else None,
 }
-FLOORS = ("floor-coroutine", "floor-coroutine-1by1", "floor-luv-timer", "floor-sched", "floor-c")
+FLOORS = ("floor-coroutine", "floor-coroutine-1by1", "floor-luv-timer", "floor-sched", "floor-c", "floor-serial")
 ANCHORS = ("luv", "cqueues", "asyncio", "trio", "node")
 SCALE_SYSTEMS = ("tether", "floor-coroutine", "luv", "cqueues")   # the 1M points are cheap for these
 
@@ -142,6 +149,7 @@ DESCR = {
     "floor-coroutine-1by1": "floor, one at a time: create+resume+resume (memory reused)",
     "floor-luv-timer": "floor: raw luv timer + callback",
     "floor-sched": "floor: a loop resumes producer and consumer (4 switches per value)",
+    "floor-serial": "floor: the same jobs one after another in one Lua state",
     "luv": "hand-written coroutines over luv",
     "cqueues": "cqueues",
     "asyncio": "Python asyncio.TaskGroup",
@@ -172,6 +180,19 @@ DESCR_W4 = {
     "node": "Node.js `net` ('data' events, promises)",
 }
 
+# ... and what the W8/W9 scripts use.
+DESCR_W = {
+    ("tether", "w8"): "tether (`thread.run`, every job spawned at once)",
+    ("tether", "w8o"): "tether (`thread.run`)",
+    ("tether", "w9"): "tether (`fs.read_file`, a task per file)",
+    ("luv", "w8"): "hand-written luv (`uv.new_work`, every job queued at once)",
+    ("luv", "w8o"): "hand-written luv (`uv.new_work`, the next queued by the callback)",
+    ("luv", "w9"): "hand-written luv (`fs_open` → `fs_fstat` → `fs_read` → `fs_close` per file)",
+    ("node", "w9"): "Node.js `fs.promises.readFile` + Promise.all",
+    ("trio", "w9"): "Python Trio `trio.Path.read_bytes` in a nursery",
+    ("asyncio", "w9"): "Python asyncio `to_thread(Path.read_bytes)` + gather",
+}
+
 
 # ... and each system's W7 script.
 DESCR_W7 = {
@@ -188,7 +209,17 @@ def descr(w, s):
         return DESCR_W4.get(s, DESCR[s])
     if w == "w7":
         return DESCR_W7.get(s, DESCR[s])
+    if (s, w) in DESCR_W:
+        return DESCR_W[(s, w)]
     return DESCR_W10.get(s, DESCR[s]) if w in W10_CAPS else DESCR[s]
+
+
+def command(s, w):
+    """How to run system s for workload w, or None: no such script."""
+    cmd = SYSTEMS[s](w)
+    if cmd is None or not os.path.exists(os.path.join(ROOT, cmd[-1])):
+        return None
+    return cmd
 
 
 PROBES = {
@@ -198,6 +229,7 @@ PROBES = {
     "floor-coroutine-1by1": ["lua5.4", "-e", "require('luv')"],
     "floor-luv-timer": ["lua5.4", "-e", "require('luv')"],
     "floor-sched": ["lua5.4", "-e", "require('luv')"],
+    "floor-serial": ["lua5.4", "-e", "require('luv')"],
     "luv": ["lua5.4", "-e", "require('luv')"],
     "cqueues": ["lua5.4", "-e", "require('cqueues'); require('cqueues.condition'); require('luv')"],
     "asyncio": [PY, "-c", "import asyncio; asyncio.TaskGroup"],
@@ -295,14 +327,30 @@ def make_delays(n):
     return path
 
 
+def make_w9_files(n):
+    """The W9 files, shared by every system: DIR/NNNNN.dat, 4096 bytes each,
+    starting with "file i\n" (made once; the scripts check them)."""
+    path = os.path.join(OUT, f"w9-{n}")
+    os.makedirs(path, exist_ok=True)
+    for i in range(1, n + 1):
+        head = f"file {i}\n".encode()
+        name = os.path.join(path, f"{i:05d}.dat")
+        if not os.path.exists(name) or os.path.getsize(name) != 4096:
+            with open(name, "wb") as f:
+                f.write(head + b"x" * (4096 - len(head)))
+    return path
+
+
 def run_one(system, work, n, delays):
-    cmd = SYSTEMS[system](work) + [str(n)]
+    cmd = command(system, work) + [str(n)]
     if work == "w2":
         cmd.append(delays[n])
     if work in W10_CAPS:
         cmd.append(W10_CAPS[work])
     if work == "w4":
         cmd.append(str(w4_rounds(n)))
+    if work == "w9":
+        cmd.append(delays["w9"])
     t0 = time.time()
     try:
         p = subprocess.run(cmd, cwd=ROOT, env=BASE_ENV if system == "tether-base" else ENV,
@@ -416,16 +464,18 @@ def main():
     works = [w for w in WORKLOADS if not ONLY or w in ONLY]
     ns = {N_MAIN} | (set(SCALE_NS) if DO_SCALE else set())
     delays = {n: make_delays(n) for n in ns} if "w2" in works else {}
+    if "w9" in works:
+        delays["w9"] = make_w9_files(n_of("w9"))
 
     jobs = [(w, s, n_of(w)) for w in works for s in SYSTEMS
-            if s in available and available[s] and SYSTEMS[s](w) is not None]
+            if s in available and available[s] and command(s, w) is not None]
     cells = run_matrix(jobs, RUNS, delays, f"N={N_MAIN}")
 
     scale_cells = {}
     scale_works = [w for w in ("w1", "w3") if w in works] if DO_SCALE else []
     if scale_works:
         sjobs = [(w, s, n) for n in SCALE_NS if n != N_MAIN for w in scale_works for s in SCALE_SYSTEMS
-                 if available.get(s) and SYSTEMS[s](w) is not None]
+                 if available.get(s) and command(s, w) is not None]
         scale_cells = run_matrix(sjobs, SCALE_RUNS, delays, "scaling")
         for (w, s, n), c in cells.items():
             if w in scale_works and s in SCALE_SYSTEMS:
@@ -484,7 +534,7 @@ def report(info, available, works, cells, scale_cells, scale_works, elapsed):
         L.append("|---|---:|---:|---:|---:|")
         tc = cell(w, "tether")
         for s in SYSTEMS:
-            if SYSTEMS[s](w) is None:
+            if command(s, w) is None:
                 continue
             c = cell(w, s)
             if c is None:
@@ -510,7 +560,7 @@ def report(info, available, works, cells, scale_cells, scale_works, elapsed):
         L.append("|---|---|" + "---:|" * len(ns) + "---:|")
         for w in scale_works:
             for s in SCALE_SYSTEMS:
-                if SYSTEMS[s](w) is None or not available.get(s):
+                if command(s, w) is None or not available.get(s):
                     continue
                 vals, row = [], []
                 for n in ns:
@@ -630,6 +680,26 @@ def check_target(w, cells):
         f = med("floor-coroutine")
         extra = f"; bare coroutine {f:.0f} B, ratio {t / f:.2f}" if f is not None else ""
         return name, t <= l, f"tether {t:.0f} B, luv {l:.0f} B, ratio {t / l:.2f}{extra}"
+    if w == "w8":
+        name = "W8: thread.run speedup over the same jobs in one thread ≥ 1.8×"
+        f = med("floor-serial")
+        if t is None or f is None:
+            return name, None, "missing figures"
+        extra = f"; luv {med('luv'):.0f} ms" if med("luv") is not None else ""
+        return name, f / t >= 1.8, f"tether {t:.0f} ms, one thread {f:.0f} ms, speedup {f / t:.2f}×{extra}"
+    if w == "w8o":
+        name = "W8: overhead of one thread.run ≤ luv's hand-written uv.new_work"
+        l = med("luv")
+        if t is None or l is None:
+            return name, None, "missing figures"
+        return name, t <= l, f"tether {t / 1e3:.2f} µs, luv {l / 1e3:.2f} µs, ratio {t / l:.2f}"
+    if w == "w9":
+        name = "W9: tether files/s ≥ 1.25× the best anchor"
+        if t is None or not anchors:
+            return name, None, "missing figures"
+        best = max(anchors, key=anchors.get)
+        b = anchors[best]
+        return name, t >= 1.25 * b, f"tether {t:.0f}/s, best anchor {best} {b:.0f}/s, ratio {t / b:.2f}"
 
 
 def esc(text):
@@ -652,7 +722,7 @@ def chart_svg(works, cells):
             continue
         tc = dict(rows).get("tether")
         top = max(max(c.values) for _, c in rows) or 1
-        higher = w in W10_CAPS or w == "w4"
+        higher = w in W10_CAPS or w in ("w4", "w9")
         what = f"C = {W4_C} clients" if w == "w4" else f"N = {n_of(w)}"
         out.append(f'<text x="10" y="{y + 14}" font-size="15" font-weight="bold">{esc(meta["title"])} — '
                    f'{esc(what)}</text>')
