@@ -9,8 +9,11 @@
 /*
 ** Terms.  A request (tt_fsreq) is one call a task waits on: malloc'd by
 ** the binding, run on the pool by ts_fs_work (the blocking part is in
-** fs_sys.h), completed on the loop by ts_fs_after, freed by the
-** continuation k_fs once it has turned the outcome into Lua values.
+** fs_sys.h), completed on the loop by ts_fs_after, and turned into Lua
+** values by the continuation k_fs.  Its memory starts with a tt_io of its
+** own (`hold`, never listed in S->ios): the binding holds it once, and the
+** task blocked on its op holds it too until its continuation has run (io.h),
+** so the request is freed by whichever lets go last.
 **
 ** A file or a directory (tt_fsobj) runs its requests one at a time, in the
 ** order they were called: `queue` holds those not yet started, `running`
@@ -46,6 +49,7 @@ typedef struct tt_fsobj tt_fsobj;
 typedef struct tt_fsreq tt_fsreq;
 
 struct tt_fsreq {
+  tt_io hold;               /* first: its memory (see Terms) */
   uv_work_t work;
   tt_op op;
   tt_sched *S;
@@ -100,7 +104,7 @@ typedef struct tt_dir {
   uint8_t eof;
 } tt_dir;
 
-static const tt_io_kind file_kind, dir_kind;
+static const tt_io_kind file_kind, dir_kind, fsreq_kind;
 
 /* ---- static helpers: the file's read buffer (whoever owns the file) ---- */
 
@@ -530,36 +534,40 @@ static void ts_fsobj_close(tt_io *io) {
   else ts_fsobj_finish(o);
 }
 
+/* The binding's part is over: free what the request owns, and the request
+** itself once its task let go of it too. */
 static void ts_fsreq_free(tt_fsreq *r) {
   free(r->out);
   free(r->fail);
   free(r->iov);
-  free(r);
+  r->out = r->fail = NULL;
+  r->iov = NULL;
+  ts_io_unhold(&r->hold);
 }
 
 /* ---- task side ---------------------------------------------------------- */
 
 static int k_fs(lua_State *L, int status, lua_KContext ctx);
 
-/* A new request of `kind` for the running task `t`, pushed on the stack as
-** a light userdata (the continuation finds it there).  Everything that can
-** raise must be done before: from here on nothing may. */
+/* A new request of `kind` for the running task.  Everything that can raise
+** must be done before: from here on nothing may (but tk_fsreq_iov). */
 static tt_fsreq *tk_fsreq_new(lua_State *L, tt_sched *S, int kind) {
   tt_fsreq *r = calloc(1, sizeof *r);
   if (r == NULL) luaL_error(L, "not enough memory");
+  r->hold.S = S;
+  r->hold.kind = &fsreq_kind;
+  r->hold.nhold = 1;                    /* the binding's, till k_fs is done */
   r->S = S;
   r->kind = kind;
   r->work.data = r;
-  ts_op_init(&r->op, NULL, fs_opname[kind], ts_fs_cancel);
+  ts_op_init(&r->op, &r->hold, fs_opname[kind], ts_fs_cancel);
   r->op.holds_clock = 1;
-  lua_pushlightuserdata(L, r);
   return r;
 }
 
 /* Queue `r` on object `o` (or submit a path request) and wait for it. */
 static int tk_fsreq_wait(lua_State *L, tt_task *t, tt_fsreq *r, tt_fsobj *o) {
   r->obj = o;
-  r->op.io = o ? &o->io : NULL;
   if (o) {
     ts_io_hold(&o->io);
     if (o->qtail) o->qtail->qnext = r;
@@ -707,16 +715,15 @@ static int l_fs_error(lua_State *L) {
 }
 
 /*
-** The continuation of every fs call: turn the finished request (a light
-** userdata on top) into results or an error, free it, return or raise.
+** The continuation of every fs call (`ctx`: the request's op): turn the
+** finished request into results or an error, free it, return or raise.
 */
 static int k_fs(lua_State *L, int status, lua_KContext ctx) {
   tt_sched *S = TT_UPSCHED(L);
-  tt_fsreq *r = lua_touserdata(L, -1);
+  tt_fsreq *r = (tt_fsreq *)((char *)ctx - offsetof(tt_fsreq, op));
   intptr_t result = r->op.result;
   int base, nres;
-  (void)status; (void)ctx;
-  lua_pop(L, 1);
+  (void)status;
   if (r->kind == FS_OPEN || r->kind == FS_OPENDIR) {
     tt_fsobj *o = tk_obj_at(L, r->objidx);
     if (result != 0 && o) ts_io_close(&o->io);  /* nothing was opened */
@@ -747,7 +754,6 @@ static int k_fs(lua_State *L, int status, lua_KContext ctx) {
         return tk_raise_cancelled(L, S, s);
       }
       r->err = 0;
-      lua_pushlightuserdata(L, r);
       return tk_fsreq_wait(L, S->current, r, &d->o);
     }
   }
@@ -1196,6 +1202,16 @@ static void describe_fsobj(lua_State *L, tt_io *io) {
   lua_pushfstring(L, "%s '%s'", io->kind->name, o->path ? o->path : "?");
 }
 
+/* What a task blocked on request `io` waits on, for dump: the file or dir,
+** or the path. */
+static void describe_fsreq(lua_State *L, tt_io *io) {
+  tt_fsreq *r = (tt_fsreq *)io;
+  if (r->obj) tk_io_push_description(L, &r->obj->io);
+  else if (r->path) lua_pushfstring(L, "'%s'", r->path);
+  else lua_pushliteral(L, "a file");
+}
+
+static const tt_io_kind fsreq_kind = {"fs", NULL, describe_fsreq};
 static const tt_io_kind file_kind = {"file", ts_fsobj_close, describe_fsobj};
 static const tt_io_kind dir_kind = {"dir", ts_fsobj_close, describe_fsobj};
 

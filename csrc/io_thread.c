@@ -23,6 +23,12 @@
 ** work takes a token before it is queued and gives it back when libuv is
 ** done with it.  Tasks waiting for a token form a FIFO; a released token
 ** goes straight to the first of them.
+**
+** A work, and the waiter of a limiter:acquire() that has to wait, start with
+** a tt_io of their own (`hold`, never listed in S->ios) that their op points
+** to: the task blocked on the op holds it until its continuation has run
+** (io.h), and the binding's own hold is dropped by that continuation, so the
+** memory goes when both are done.
 */
 
 #define COPY_DEPTH 100          /* deepest table nesting that is copied */
@@ -70,6 +76,7 @@ typedef struct tt_tpool {
 } tt_tpool;
 
 typedef struct tt_work {
+  tt_io hold;               /* first: its memory (see Terms) */
   tt_lwait lw;              /* its wait: for a token, then for the work */
   uv_work_t work;
   tt_tpool *P;
@@ -87,12 +94,18 @@ typedef struct tt_work {
   uint8_t holds_token;
 } tt_work;
 
-/* The guard that lim:acquire() returns. */
+/* The guard that lim:acquire() returns, and its wait when it must wait. */
 typedef struct tt_guard {
-  tt_lwait lw;
   tt_tpool *P;
   int state;                /* G_* */
 } tt_guard;
+
+typedef struct tt_gwait {
+  tt_io hold;               /* first: its memory (see Terms) */
+  tt_lwait lw;
+} tt_gwait;
+
+static const tt_io_kind work_kind, gwait_kind;
 
 static const char tpool_key = 0;   /* registry: the tt_tpool userdata */
 static const char wcache_key = 0;  /* worker registry: id -> function */
@@ -624,10 +637,12 @@ static void ts_lwait_cancel(tt_op *op) {
   ts_op_done(op, UV_ECANCELED);
 }
 
+#define WORK_OF(p) ((tt_work *)((char *)(p) - offsetof(tt_work, lw.op)))
+
 /* A task waiting for its work was cancelled: a queued work is taken back;
 ** a running one is told to stop (cancel = "interrupt") or waited for. */
 static void ts_work_cancel(tt_op *op) {
-  tt_work *w = (tt_work *)op;
+  tt_work *w = WORK_OF(op);
   if (uv_cancel((uv_req_t *)&w->work) == 0) return;
   if (w->interrupt) __atomic_store_n(&w->stop, 1, __ATOMIC_RELEASE);
 }
@@ -645,11 +660,14 @@ static void ts_thread_after(uv_work_t *req, int status) {
   ts_op_done(&w->lw.op, status == UV_ECANCELED ? UV_ECANCELED : 0);
 }
 
+/* The binding's part is over: free what the work owns, and the work once
+** its task let go of it too. */
 static void ts_work_free(tt_work *w) {
   free(w->buf.p);
   free(w->tb);
   free(w->msg);
-  free(w);
+  w->buf.p = w->tb = w->msg = NULL;
+  ts_io_unhold(&w->hold);
 }
 
 /* ---- task side ---------------------------------------------------------- */
@@ -677,17 +695,15 @@ static int tk_work_submit(lua_State *L, tt_task *t, tt_work *w) {
     ts_work_free(w);
     return luaL_error(L, "tether.thread.run: the work could not be queued");
   }
-  lua_pushlightuserdata(L, w);
   return tk_op_await(L, t, &w->lw.op, k_thread_work);
 }
 
-/* Continuation of the wait for a token. */
+/* Continuation of the wait for a token (`ctx`: the work's op). */
 static int k_thread_token(lua_State *L, int status, lua_KContext ctx) {
   tt_sched *S = TT_UPSCHED(L);
-  tt_work *w = lua_touserdata(L, -1);
+  tt_work *w = WORK_OF(ctx);
   tt_scope *s;
-  (void)status; (void)ctx;
-  lua_pop(L, 1);
+  (void)status;
   if (w->lw.op.result != 0) {           /* taken out of the queue */
     ts_work_free(w);
     s = ts_cancelled(S->current);
@@ -726,14 +742,13 @@ static int l_work_error(lua_State *L) {
   return 1;
 }
 
-/* Continuation of the wait for the work. */
+/* Continuation of the wait for the work (`ctx`: its op). */
 static int k_thread_work(lua_State *L, int status, lua_KContext ctx) {
   tt_sched *S = TT_UPSCHED(L);
-  tt_work *w = lua_touserdata(L, -1);
+  tt_work *w = WORK_OF(ctx);
   tt_scope *s;
   int base, nres;
-  (void)status; (void)ctx;
-  lua_pop(L, 1);
+  (void)status;
   if (w->lw.op.result == UV_ECANCELED || w->status == W_INTERRUPTED) {
     s = ts_cancelled(S->current);
     ts_work_free(w);
@@ -859,6 +874,9 @@ static int l_thread_run(lua_State *L) {
   fid = tk_fn_code(L, P, fidx, fidx);                   /* top + 1: dump */
   w = calloc(1, sizeof *w);
   if (w == NULL) return luaL_error(L, "not enough memory");
+  w->hold.S = S;
+  w->hold.kind = &work_kind;
+  w->hold.nhold = 1;                    /* the binding's, till k_thread_work */
   memset(&c, 0, sizeof c);
   c.b = &w->buf;
   for (i = fidx + 1; i <= top; i++) {
@@ -878,11 +896,10 @@ static int l_thread_run(lua_State *L) {
   w->code = lua_tolstring(L, top + 1, &w->codelen);
   w->fid = fid;
   w->interrupt = interrupt;
-  ts_op_init(&w->lw.op, NULL, "thread.run", ts_lwait_cancel);
+  ts_op_init(&w->lw.op, &w->hold, "thread.run", ts_lwait_cancel);
   w->lw.op.holds_clock = 1;
   if (ts_limiter_try(&P->lim)) return tk_work_submit(L, t, w);
   ts_limiter_enqueue(&P->lim, &w->lw);
-  lua_pushlightuserdata(L, w);
   return tk_op_await(L, t, &w->lw.op, k_thread_token);
 }
 
@@ -955,11 +972,15 @@ static void tk_guard_held(lua_State *L, tt_guard *g) {
   lua_pop(L, 1);
 }
 
+/* Continuation of an acquire that waited (`ctx`: its op). */
 static int k_lim_acquire(lua_State *L, int status, lua_KContext ctx) {
   tt_sched *S = TT_UPSCHED(L);
   tt_guard *g = lua_touserdata(L, 2);
-  (void)status; (void)ctx;
-  if (g->lw.op.result != 0) {           /* cancelled in the queue */
+  tt_gwait *gw = (tt_gwait *)((char *)ctx - offsetof(tt_gwait, lw.op));
+  intptr_t result = gw->lw.op.result;
+  (void)status;
+  ts_io_unhold(&gw->hold);
+  if (result != 0) {                    /* cancelled in the queue */
     tt_scope *s = ts_cancelled(S->current);
     g->state = G_RELEASED;
     if (s) return tk_raise_cancelled(L, S, s);
@@ -977,6 +998,7 @@ static int l_lim_acquire(lua_State *L) {
   tt_task *t = tk_current(L, S, "thread.limiter:acquire");
   tt_scope *s;
   tt_guard *g;
+  tt_gwait *gw;
   lua_settop(L, 1);
   push_borrowers(L);
   tk_push_task(L, t);
@@ -996,9 +1018,14 @@ static int l_lim_acquire(lua_State *L) {
     tk_guard_held(L, g);
     return tk_yield_results(L, 1);
   }
-  ts_op_init(&g->lw.op, NULL, "thread.limiter", ts_lwait_cancel);
-  ts_limiter_enqueue(&P->lim, &g->lw);
-  return tk_op_await(L, t, &g->lw.op, k_lim_acquire);
+  gw = calloc(1, sizeof *gw);
+  if (gw == NULL) return luaL_error(L, "not enough memory");
+  gw->hold.S = S;
+  gw->hold.kind = &gwait_kind;
+  gw->hold.nhold = 1;                   /* the binding's, till k_lim_acquire */
+  ts_op_init(&gw->lw.op, &gw->hold, "acquire", ts_lwait_cancel);
+  ts_limiter_enqueue(&P->lim, &gw->lw);
+  return tk_op_await(L, t, &gw->lw.op, k_lim_acquire);
 }
 
 /* thread.limiter:release() -- the token the calling task holds */
@@ -1068,6 +1095,16 @@ static int l_tpool_gc(lua_State *L) {
   }
   return 0;
 }
+
+/* What a task blocked in thread.run or acquire waits on, for dump. */
+static void describe_work(lua_State *L, tt_io *io) {
+  tt_work *w = (tt_work *)io;
+  if (w->holds_token) lua_pushliteral(L, "a worker thread");
+  else lua_pushliteral(L, "tether.thread.limiter");
+}
+
+static const tt_io_kind work_kind = {"thread.run", NULL, describe_work};
+static const tt_io_kind gwait_kind = {"tether.thread.limiter", NULL, NULL};
 
 /* ---- tables and open ---------------------------------------------------- */
 
