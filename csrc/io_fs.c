@@ -775,6 +775,14 @@ static const char *check_path(lua_State *L, int arg, const char *fname) {
   return tk_check_cstr(L, arg, fname, "path", NULL);
 }
 
+/* Raise when an argument follows the last one the function takes (`n`; a
+** method counts from after self, as its messages do). */
+static void check_nargs(lua_State *L, int n, const char *fname, int method) {
+  if (!lua_isnone(L, n + 1))
+    tk_argerror(L, n + 1 - method, fname, lua_pushfstring(L, "no argument "
+                "expected after the last one, got %s", luaL_typename(L, n + 1)));
+}
+
 /* opts.perm: a number or an octal string ("0644"); `def` when absent. */
 static int opt_perm(lua_State *L, int oidx, const char *fname, int def) {
   int ty = tk_opt_field(L, oidx, "perm");
@@ -805,10 +813,10 @@ static const char *const open_opts[] = {"perm", NULL};
 /* tether.fs.open(path [, mode [, opts]]) -> file */
 static int l_fs_open(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
-  const char *path = check_path(L, 1, "open");
+  const char *path = check_path(L, 1, "tether.fs.open");
   const char *mode = luaL_optstring(L, 2, "r"), *m = mode;
-  int oidx = tk_check_opts(L, 3, "open", open_opts) ? 3 : 0;
-  int perm = opt_perm(L, oidx, "open", 0666), flags, plus;
+  int oidx = tk_check_opts(L, 3, "tether.fs.open", open_opts) ? 3 : 0;
+  int perm = opt_perm(L, oidx, "tether.fs.open", 0666), flags, plus;
   size_t plen = strlen(path);
   tt_task *t;
   tt_file *f;
@@ -817,8 +825,9 @@ static int l_fs_open(lua_State *L) {
   plus = *m == '+';
   if (plus) m++;
   if (strchr("rwax", c) == NULL || c == '\0' || strspn(m, "b") != strlen(m))
-    return tk_argerror(L, 2, "open", "invalid mode (expected \"r\", \"w\", "
+    return tk_argerror(L, 2, "tether.fs.open", "invalid mode (expected \"r\", \"w\", "
                        "\"a\", \"x\", optionally followed by \"+\" and \"b\")");
+  check_nargs(L, 3, "tether.fs.open", 0);
   t = tk_fs_task(L, S, "tether.fs.open");
   flags = plus ? O_RDWR : (c == 'r' ? O_RDONLY : O_WRONLY);
   if (c == 'w') flags |= O_CREAT | O_TRUNC;
@@ -841,17 +850,17 @@ static int l_fs_open(lua_State *L) {
   return tk_fsreq_wait(L, t, r, &f->o);
 }
 
-/* A request on a path (path at 1, path2 at 2 when given). */
-static int tk_path_op(lua_State *L, int kind, const char *fname, int two,
-                      int flags, int mode) {
+/* A request on a path (path at 1, path2 at 2 when given; `nargs`: how
+** many arguments the function takes). */
+static int tk_path_op(lua_State *L, int kind, const char *fname, int nargs,
+                      int two, int flags, int mode) {
   tt_sched *S = TT_UPSCHED(L);
   const char *p1 = check_path(L, 1, fname);
   const char *p2 = two ? tk_check_cstr(L, 2, fname, "path", NULL) : NULL;
   tt_task *t;
   tt_fsreq *r;
-  lua_pushfstring(L, "tether.fs.%s", fname);
-  t = tk_fs_task(L, S, lua_tostring(L, -1));
-  lua_pop(L, 1);
+  check_nargs(L, nargs, fname, 0);
+  t = tk_fs_task(L, S, fname);
   r = tk_fsreq_new(L, S, kind);
   r->path = p1;
   r->path2 = p2;
@@ -862,59 +871,51 @@ static int tk_path_op(lua_State *L, int kind, const char *fname, int two,
 
 /* tether.fs.stat(path) -> { type, size, mtime, mode, ... }; follows links */
 static int l_fs_stat(lua_State *L) {
-  lua_settop(L, 1);
-  return tk_path_op(L, FS_STAT, "stat", 0, 0, 0);
+  return tk_path_op(L, FS_STAT, "tether.fs.stat", 1, 0, 0, 0);
 }
 
 /* tether.fs.lstat(path) -> the same, of a link itself */
 static int l_fs_lstat(lua_State *L) {
-  lua_settop(L, 1);
-  return tk_path_op(L, FS_LSTAT, "lstat", 0, 0, 0);
+  return tk_path_op(L, FS_LSTAT, "tether.fs.lstat", 1, 0, 0, 0);
 }
 
 static const char *const mkdir_opts[] = {"parents", "perm", NULL};
 
 /* tether.fs.mkdir(path [, { parents = true, perm = "0755" }]) */
 static int l_fs_mkdir(lua_State *L) {
-  int oidx = tk_check_opts(L, 2, "mkdir", mkdir_opts) ? 2 : 0;
-  int parents = tk_opt_bool(L, oidx, "parents", 0, "mkdir");
-  int perm = opt_perm(L, oidx, "mkdir", 0777);
-  lua_settop(L, 2);
-  return tk_path_op(L, FS_MKDIR, "mkdir", 0, parents, perm);
+  int oidx = tk_check_opts(L, 2, "tether.fs.mkdir", mkdir_opts) ? 2 : 0;
+  int parents = tk_opt_bool(L, oidx, "parents", 0, "tether.fs.mkdir");
+  int perm = opt_perm(L, oidx, "tether.fs.mkdir", 0777);
+  return tk_path_op(L, FS_MKDIR, "tether.fs.mkdir", 2, 0, parents, perm);
 }
 
 static const char *const remove_opts[] = {"recursive", NULL};
 
 /* tether.fs.remove(path [, { recursive = true }]) -- never follows links */
 static int l_fs_remove(lua_State *L) {
-  int oidx = tk_check_opts(L, 2, "remove", remove_opts) ? 2 : 0;
-  int rec = tk_opt_bool(L, oidx, "recursive", 0, "remove");
-  lua_settop(L, 2);
-  return tk_path_op(L, FS_REMOVE, "remove", 0, rec, 0);
+  int oidx = tk_check_opts(L, 2, "tether.fs.remove", remove_opts) ? 2 : 0;
+  int rec = tk_opt_bool(L, oidx, "recursive", 0, "tether.fs.remove");
+  return tk_path_op(L, FS_REMOVE, "tether.fs.remove", 2, 0, rec, 0);
 }
 
 /* tether.fs.rename(from, to) */
 static int l_fs_rename(lua_State *L) {
-  lua_settop(L, 2);
-  return tk_path_op(L, FS_RENAME, "rename", 1, 0, 0);
+  return tk_path_op(L, FS_RENAME, "tether.fs.rename", 2, 1, 0, 0);
 }
 
 /* tether.fs.copy(from, to) -- the contents, and the permission bits */
 static int l_fs_copy(lua_State *L) {
-  lua_settop(L, 2);
-  return tk_path_op(L, FS_COPY, "copy", 1, 0, 0);
+  return tk_path_op(L, FS_COPY, "tether.fs.copy", 2, 1, 0, 0);
 }
 
 /* tether.fs.mkdtemp(prefix) -> path of a new directory (prefix .. 6 chars) */
 static int l_fs_mkdtemp(lua_State *L) {
-  lua_settop(L, 1);
-  return tk_path_op(L, FS_MKDTEMP, "mkdtemp", 0, 0, 0);
+  return tk_path_op(L, FS_MKDTEMP, "tether.fs.mkdtemp", 1, 0, 0, 0);
 }
 
 /* tether.fs.read_file(path) -> string */
 static int l_fs_read_file(lua_State *L) {
-  lua_settop(L, 1);
-  return tk_path_op(L, FS_READ_FILE, "read_file", 0, 0, 0);
+  return tk_path_op(L, FS_READ_FILE, "tether.fs.read_file", 1, 0, 0, 0);
 }
 
 static const char *const write_file_opts[] = {"append", "perm", NULL};
@@ -933,19 +934,20 @@ static void tk_fsreq_iov(lua_State *L, tt_fsreq *r, int n) {
 /* tether.fs.write_file(path, data [, { append = true, perm = "0644" }]) */
 static int l_fs_write_file(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
-  const char *path = check_path(L, 1, "write_file");
+  const char *path = check_path(L, 1, "tether.fs.write_file");
   size_t len;
   const char *data;
   int oidx, append, perm;
   tt_task *t;
   tt_fsreq *r;
   if (lua_type(L, 2) != LUA_TSTRING && lua_type(L, 2) != LUA_TNUMBER)
-    return tk_argerror(L, 2, "write_file", lua_pushfstring(L, "string "
+    return tk_argerror(L, 2, "tether.fs.write_file", lua_pushfstring(L, "string "
                        "expected, got %s", luaL_typename(L, 2)));
   data = lua_tolstring(L, 2, &len);
-  oidx = tk_check_opts(L, 3, "write_file", write_file_opts) ? 3 : 0;
-  append = tk_opt_bool(L, oidx, "append", 0, "write_file");
-  perm = opt_perm(L, oidx, "write_file", 0666);
+  oidx = tk_check_opts(L, 3, "tether.fs.write_file", write_file_opts) ? 3 : 0;
+  append = tk_opt_bool(L, oidx, "append", 0, "tether.fs.write_file");
+  perm = opt_perm(L, oidx, "tether.fs.write_file", 0666);
+  check_nargs(L, 3, "tether.fs.write_file", 0);
   lua_settop(L, 3);
   t = tk_fs_task(L, S, "tether.fs.write_file");
   r = tk_fsreq_new(L, S, FS_WRITE_FILE);
@@ -961,12 +963,12 @@ static int l_fs_write_file(lua_State *L) {
 /* tether.fs.dir(path) -> iterator, dir, nil, dir  (the 4th value closes) */
 static int l_fs_dir(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
-  const char *path = check_path(L, 1, "dir");
+  const char *path = check_path(L, 1, "tether.fs.dir");
   size_t plen = strlen(path);
   tt_task *t;
   tt_dir *d;
   tt_fsreq *r;
-  lua_settop(L, 1);
+  check_nargs(L, 1, "tether.fs.dir", 0);
   t = tk_fs_task(L, S, "tether.fs.dir");
   d = tk_io_new(L, S, sizeof(tt_dir), &dir_kind, S->io_mt[TT_MT_DIR]);
   d->o.isdir = 1;
@@ -1018,7 +1020,7 @@ static int tk_file_raise(lua_State *L, tt_file *f, int err, const char *op) {
   return lua_error(L);
 }
 
-/* A read format at `idx` (none: "l"): RD_*, and the count in *n. */
+/* A read format at `idx` of a method (none: "l"): RD_*, and the count in *n. */
 static int check_fmt(lua_State *L, int idx, const char *fname, size_t *n) {
   const char *s;
   *n = 0;
@@ -1027,7 +1029,7 @@ static int check_fmt(lua_State *L, int idx, const char *fname, size_t *n) {
     int isint;
     lua_Integer v = lua_tointegerx(L, idx, &isint);
     if (!isint || v < 0)
-      return tk_argerror(L, idx, fname, "non-negative integer expected");
+      return tk_argerror(L, idx - 1, fname, "non-negative integer expected");
     *n = (size_t)v;
     return RD_N;
   }
@@ -1038,7 +1040,7 @@ static int check_fmt(lua_State *L, int idx, const char *fname, size_t *n) {
     if (*s == 'l') return RD_LINE;
     if (*s == 'L') return RD_LINE_NL;
   }
-  return tk_argerror(L, idx, fname, "invalid format (expected a count, "
+  return tk_argerror(L, idx - 1, fname, "invalid format (expected a count, "
                      "\"a\", \"l\" or \"L\")");
 }
 
@@ -1047,7 +1049,7 @@ static int tk_file_read(lua_State *L, const char *what) {
   tt_sched *S = TT_UPSCHED(L);
   tt_file *f = check_file(L, what, "read");
   size_t n;
-  int fmt = check_fmt(L, 2, "read", &n);
+  int fmt = check_fmt(L, 2, "f:read", &n);
   tt_task *t;
   tt_fsreq *r;
   if (!f->rd) return luaL_error(L, "%s: the file is not open for reading", what);
@@ -1076,7 +1078,7 @@ static int tk_file_read(lua_State *L, const char *what) {
 /* f:read([fmt]) -> string, or nil at EOF (fmt "a": "" at EOF) */
 static int l_file_read(lua_State *L) {
   if (lua_gettop(L) > 2)
-    return tk_argerror(L, 3, "read", "one format per call");
+    return tk_argerror(L, 2, "f:read", "one format per call");
   return tk_file_read(L, "f:read");
 }
 
@@ -1091,7 +1093,8 @@ static int l_lines_iter(lua_State *L) {
 static int l_file_lines(lua_State *L) {
   size_t n;
   check_file(L, "f:lines", "lines");
-  check_fmt(L, 2, "lines", &n);
+  check_fmt(L, 2, "f:lines", &n);
+  check_nargs(L, 2, "f:lines", 1);
   lua_settop(L, 2);
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_pushvalue(L, 1);
@@ -1109,7 +1112,7 @@ static int l_file_write(lua_State *L) {
   tt_fsreq *r;
   for (i = 2; i <= n + 1; i++)
     if (lua_type(L, i) != LUA_TSTRING && lua_type(L, i) != LUA_TNUMBER)
-      return tk_argerror(L, i, "write", lua_pushfstring(L, "string "
+      return tk_argerror(L, i - 1, "f:write", lua_pushfstring(L, "string "
                          "expected, got %s", luaL_typename(L, i)));
   if (!f->wr) return luaL_error(L, "f:write: the file is not open for writing");
   luaL_checkstack(L, 4, NULL);
@@ -1143,7 +1146,8 @@ static int l_file_seek(lua_State *L) {
   tt_fsreq *r;
   off = lua_isnoneornil(L, 3) ? 0 : lua_tointegerx(L, 3, &isint);
   if (!lua_isnoneornil(L, 3) && (!isint || lua_type(L, 3) != LUA_TNUMBER))
-    return tk_argerror(L, 3, "seek", "integer expected");
+    return tk_argerror(L, 2, "f:seek", "integer expected");
+  check_nargs(L, 3, "f:seek", 1);
   lua_settop(L, 3);
   t = tk_fs_task(L, S, "f:seek");
   if (whence != SEEK_END && f->o.running == NULL && f->o.qhead == NULL) {
@@ -1167,7 +1171,7 @@ static int tk_file_simple(lua_State *L, int kind, const char *what,
   tt_file *f = check_file(L, what, op);
   tt_task *t;
   tt_fsreq *r;
-  lua_settop(L, 1);
+  check_nargs(L, 1, what, 1);
   t = tk_fs_task(L, S, what);
   r = tk_fsreq_new(L, S, kind);
   r->objidx = 1;

@@ -352,12 +352,13 @@ static int w_tostring(lua_State *W) {
   return 1;
 }
 
-static void work_fail(tt_work *w, const char *fmt, const char *a,
-                      const char *b) {
-  size_t n = strlen(fmt) + strlen(a) + strlen(b) + 1;
+/* The work failed in tether's part (not the user's function): `what`
+** and `detail` say how. */
+static void work_fail(tt_work *w, const char *what, const char *detail) {
+  size_t n = strlen(what) + strlen(detail) + 1;
   free(w->msg);
   w->msg = malloc(n);
-  if (w->msg) snprintf(w->msg, n, fmt, a, b);
+  if (w->msg) snprintf(w->msg, n, "%s%s", what, detail);
   w->status = W_FAIL;
 }
 
@@ -386,7 +387,7 @@ static void w_error(lua_State *W, tt_work *w) {
   lua_pushcfunction(W, w_tostring);
   lua_pushvalue(W, -2);
   if (lua_pcall(W, 1, 1, 0) != LUA_OK || ser_value(W, -1, &c) != 0)
-    work_fail(w, "the worker's error could not be copied%s%s", "", "");
+    work_fail(w, "the worker's error could not be copied", "");
 }
 
 /* Protected, in the worker: load the function, take the arguments, call
@@ -400,8 +401,8 @@ static int w_run(lua_State *W) {
   if (lua_rawgeti(W, 3, w->fid) != LUA_TFUNCTION) {      /* 4: fn */
     lua_pop(W, 1);
     if (luaL_loadbufferx(W, w->code, w->codelen, "=thread.run", "b") != 0) {
-      work_fail(w, "the function could not be loaded in the worker: %s%s",
-                lua_tostring(W, -1), "");
+      work_fail(w, "the function could not be loaded in the worker: ",
+                lua_tostring(W, -1));
       return 0;
     }
     for (i = 1; ; i++) {
@@ -441,16 +442,11 @@ static int w_run(lua_State *W) {
     c.b = &w->buf;
     for (i = 3; i <= top; i++) {
       if (ser_value(W, i, &c) != 0) {
-        char n[32];
-        snprintf(n, sizeof n, "#%d", i - 2);
-        work_fail(w, "result %s cannot be copied: %s", n, c.why);
-        if (c.where[0]) {
-          char *m = w->msg;
-          size_t len = m ? strlen(m) + strlen(c.where) + 8 : 0;
-          w->msg = m ? malloc(len) : NULL;
-          if (w->msg) snprintf(w->msg, len, "%s (at %s)", m, c.where);
-          free(m);
-        }
+        char m[sizeof c.why + sizeof c.where + 48];
+        snprintf(m, sizeof m, "result #%d cannot be copied: %s%s%s%s", i - 2,
+                 c.why, c.where[0] ? " (at " : "", c.where,
+                 c.where[0] ? ")" : "");
+        work_fail(w, m, "");
         return 0;
       }
     }
@@ -468,9 +464,8 @@ static void ts_thread_work(uv_work_t *req) {
   lua_pushcfunction(W, w_run);
   lua_pushlightuserdata(W, w);
   if (lua_pcall(W, 1, 0, 0) != LUA_OK)
-    work_fail(w, "the worker failed: %s%s",
-              lua_isstring(W, -1) ? lua_tostring(W, -1) : "not enough memory",
-              "");
+    work_fail(w, "the worker failed: ",
+              lua_isstring(W, -1) ? lua_tostring(W, -1) : "not enough memory");
   lua_sethook(W, NULL, 0, 0);
   lua_settop(W, 0);
   if (work_key_ok) uv_key_set(&work_key, NULL);
@@ -793,7 +788,7 @@ static lua_Integer tk_fn_code(lua_State *L, tt_tpool *P, int fidx, int arg) {
   lua_Integer id;
   int i;
   if (lua_type(L, fidx) != LUA_TFUNCTION || lua_iscfunction(L, fidx))
-    tk_argerror(L, arg, "thread.run", lua_pushfstring(L, "Lua function "
+    tk_argerror(L, arg, "tether.thread.run", lua_pushfstring(L, "Lua function "
                 "expected, got %s", lua_iscfunction(L, fidx) ? "C function"
                 : luaL_typename(L, fidx)));
   lua_rawgeti(L, LUA_REGISTRYINDEX, P->fcache_ref);
@@ -813,7 +808,7 @@ static lua_Integer tk_fn_code(lua_State *L, tt_tpool *P, int fidx, int arg) {
     if (name == NULL) break;
     lua_pop(L, 1);
     if (strcmp(name, "_ENV") != 0)
-      tk_argerror(L, arg, "thread.run", lua_pushfstring(L, "the function "
+      tk_argerror(L, arg, "tether.thread.run", lua_pushfstring(L, "the function "
                   "uses the upvalue '%s'; a function run in a thread may use "
                   "only globals: pass values as arguments", name));
   }
@@ -861,11 +856,11 @@ static int l_thread_run(lua_State *L) {
   tt_ser c;
   if (lua_istable(L, 1)) {
     const char *mode;
-    tk_check_opts(L, 1, "thread.run", run_opts);
-    mode = tk_opt_str(L, 1, "cancel", "thread.run");
+    tk_check_opts(L, 1, "tether.thread.run", run_opts);
+    mode = tk_opt_str(L, 1, "cancel", "tether.thread.run");
     if (mode && strcmp(mode, "interrupt") == 0) interrupt = 1;
     else if (mode && strcmp(mode, "wait") != 0)
-      return tk_argerror(L, 1, "thread.run", "option 'cancel': \"wait\" or "
+      return tk_argerror(L, 1, "tether.thread.run", "option 'cancel': \"wait\" or "
                          "\"interrupt\" expected");
     fidx = 2;
   }
@@ -885,7 +880,7 @@ static int l_thread_run(lua_State *L) {
       lua_pushfstring(L, "cannot copy %s%s%s%s", c.why,
                       c.where[0] ? " (at " : "", c.where,
                       c.where[0] ? ")" : "");
-      return tk_argerror(L, i, "thread.run", lua_tostring(L, -1));
+      return tk_argerror(L, i, "tether.thread.run", lua_tostring(L, -1));
     }
   }
   if ((s = ts_cancelled(t)) != NULL) {

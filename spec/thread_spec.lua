@@ -106,7 +106,7 @@ describe("tether.thread", function()
           local args = table.pack(...)
           return msg_of(function() thread.run(identity, table.unpack(args, 1, args.n)) end)
         end
-        assert.matches("bad argument #2 to 'thread.run' %(cannot copy a function value%)", m(print))
+        assert.matches("bad argument #2 to 'tether.thread.run' %(cannot copy a function value%)", m(print))
         assert.matches("#3 .*cannot copy a userdata value", m(1, io.stdout))
         assert.matches("#2 .*cannot copy a thread value", m(coroutine.create(print)))
         assert.matches("cannot copy a function value %(at %.a%[2%]%)", m({ a = { 1, print } }))
@@ -115,11 +115,11 @@ describe("tether.thread", function()
         assert.matches("%[\"a b\"%]", m({ ["a b"] = print }))
         assert.is_truthy(thread.run(function(x) return x ~= nil end, ok100))
         local up = 1
-        assert.matches("#1 to 'thread.run' %(the function uses the upvalue 'up'",
+        assert.matches("#1 to 'tether.thread.run' %(the function uses the upvalue 'up'",
           msg_of(function() thread.run(function() return up end) end))
         assert.matches("Lua function expected, got C function", msg_of(function() thread.run(print) end))
         assert.matches("Lua function expected, got no value", msg_of(function() thread.run() end))
-        assert.matches("#2 to 'thread.run' %(Lua function expected, got number", msg_of(function() thread.run({}, 1) end))
+        assert.matches("#2 to 'tether.thread.run' %(Lua function expected, got number", msg_of(function() thread.run({}, 1) end))
         assert.matches("unknown option 'cancle'; known: cancel", msg_of(function() thread.run({ cancle = "wait" }, identity) end))
         assert.matches("\"wait\" or \"interrupt\"", msg_of(function() thread.run({ cancel = "now" }, identity) end))
       end)
