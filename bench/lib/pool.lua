@@ -6,7 +6,7 @@ local M = {}
 -- W8: one job is about 10 ms of pure Lua on the reference machine (AMD EPYC,
 -- bench/README.md). It has no upvalues, so every system can ship it to a
 -- thread (tether.thread.run, luv's uv.new_work dump it).
-M.W8_ITERS = 350000
+M.W8_ITERS = 1000000
 function M.w8_job(n)
   local s = 0
   for i = 1, n do s = (s + i * i) % 1000003 end
