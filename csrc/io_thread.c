@@ -725,15 +725,22 @@ static int l_work_values(lua_State *L) {
 static int l_work_error(lua_State *L) {
   tt_work *w = lua_touserdata(L, 1);
   deser_all(L, &w->buf);                /* 3: the error */
-  lua_createtable(L, 2, 0);
+  lua_createtable(L, 3, 0);             /* 4: { error, traceback, spawn } */
   lua_pushvalue(L, 3);
-  lua_rawseti(L, -2, 1);
+  lua_rawseti(L, 4, 1);
   lua_pushfstring(L, "%s\n(in a tether.thread.run worker, called from)\n",
                   w->tb ? w->tb : "stack traceback: (none)");
   luaL_traceback(L, L, NULL, 1);
   lua_concat(L, 2);
-  lua_rawseti(L, -2, 2);
+  lua_rawseti(L, 4, 2);
+  /* NOTE: the slot also keeps where the task was spawned (task.c) */
+  if (lua_getiuservalue(L, 2, TT_UV_ERRTB) == LUA_TTABLE) {
+    lua_rawgeti(L, -1, 3);
+    lua_remove(L, -2);
+  }
+  lua_rawseti(L, 4, 3);
   lua_setiuservalue(L, 2, TT_UV_ERRTB);
+  lua_settop(L, 3);
   return 1;
 }
 
