@@ -275,7 +275,7 @@ static int l_send(lua_State *L) {
   tt_task *t;
   if (lua_isnoneornil(L, 2))
     return tk_argerror(L, 2, "send:send", "nil cannot be sent on a channel");
-  t = tk_sync_task(L, S, "send:send");
+  t = tk_current(L, S, "send:send");
   lua_settop(L, 2);
   tk_sync_cancelled(L, t);
   if (send_now(L, S, e)) return tk_sync_done(L, 0);
@@ -324,7 +324,7 @@ static int k_recv_wait(lua_State *L, int status, lua_KContext ctx) {
 static int tk_receive(lua_State *L, int iter) {
   tt_sched *S = TT_UPSCHED(L);
   tt_end *e = check_recv(L, iter ? "for v in recv" : "recv:receive");
-  tt_task *t = tk_sync_task(L, S, iter ? "for v in recv" : "recv:receive");
+  tt_task *t = tk_current(L, S, iter ? "for v in recv" : "recv:receive");
   int r;
   lua_settop(L, 1);
   lua_pushboolean(L, iter);

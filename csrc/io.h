@@ -112,7 +112,7 @@ enum { TT_STD_NO, TT_STD_POLL, TT_STD_FILE };
 tt_stream *tk_stream_new(lua_State *L, tt_sched *S, const tt_io_kind *kind);
 void ts_stream_opened(tt_stream *s);
 void ts_stream_close(tt_io *io);
-tt_stream *tk_stream_check(lua_State *L, int idx, const char *what,
+tt_stream *tk_stream_check(lua_State *L, const char *what,
                            const char *op);
 void tk_stream_add_methods(lua_State *L, tt_sched *S, const luaL_Reg *m);
 void tt_stream_open(lua_State *L, tt_sched *S);
@@ -120,8 +120,8 @@ void tt_stream_open(lua_State *L, tt_sched *S);
 /* io_op.c: objects */
 void *tk_io_new(lua_State *L, tt_sched *S, size_t size,
                 const tt_io_kind *kind, int mtref);
-tt_io *tk_io_check(lua_State *L, int idx, int mtref, const char *what);
-tt_io *tk_io_checkopen(lua_State *L, int idx, int mtref, const char *what,
+tt_io *tk_io_check(lua_State *L, int mtref, const char *what);
+tt_io *tk_io_checkopen(lua_State *L, int mtref, const char *what,
                        const char *op);
 void ts_io_close(tt_io *io);
 void ts_io_hold(tt_io *io);

@@ -985,7 +985,7 @@ static int l_fs_dir(lua_State *L) {
 ** (which closes the directory). */
 static int l_dir_next(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
-  tt_dir *d = (tt_dir *)tk_io_checkopen(L, 1, S->io_mt[TT_MT_DIR],
+  tt_dir *d = (tt_dir *)tk_io_checkopen(L, S->io_mt[TT_MT_DIR],
                                         "dir iterator", "dir");
   tt_task *t;
   tt_fsreq *r;
@@ -1009,7 +1009,7 @@ static int l_dir_next(lua_State *L) {
 
 static tt_file *check_file(lua_State *L, const char *what, const char *op) {
   tt_sched *S = TT_UPSCHED(L);
-  return (tt_file *)tk_io_checkopen(L, 1, S->io_mt[TT_MT_FILE], what, op);
+  return (tt_file *)tk_io_checkopen(L, S->io_mt[TT_MT_FILE], what, op);
 }
 
 /* Raise the IOError `err` (libuv's) of operation `op` on file `f`. */

@@ -367,7 +367,7 @@ int tk_serve(lua_State *L, const char *fname, lua_CFunction listen) {
 /* l:accept() -> stream */
 static int l_listener_accept(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
-  tt_listener *l = LISTENER(tk_io_checkopen(L, 1, S->io_mt[TT_MT_LISTENER],
+  tt_listener *l = LISTENER(tk_io_checkopen(L, S->io_mt[TT_MT_LISTENER],
                                             "l:accept", "accept"));
   tt_task *t = tk_current(L, S, "l:accept");
   lua_settop(L, 1);

@@ -53,27 +53,18 @@ void *tk_io_new(lua_State *L, tt_sched *S, size_t size,
   return io;
 }
 
-/* The object of the userdata at `idx` (NULL when it was freed), checking
-** its metatable; `what` names the method for the error ("s:read"). */
-tt_io *tk_io_check(lua_State *L, int idx, int mtref, const char *what) {
-  tt_io **ud = lua_touserdata(L, idx);
-  if (ud != NULL && lua_getmetatable(L, idx)) {
-    int same;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, mtref);
-    same = lua_rawequal(L, -1, -2);
-    lua_pop(L, 2);
-    if (same) return *ud;
-  }
-  luaL_error(L, "bad self for '%s' (%s expected, got %s); call it as a "
-             "method", what, "tether I/O object", luaL_typename(L, idx));
-  return NULL;
+/* The object of the userdata `self` (argument 1; NULL when it was freed),
+** checking its metatable; `what` names the method for the error ("s:read"). */
+tt_io *tk_io_check(lua_State *L, int mtref, const char *what) {
+  tt_io **ud = tk_checkself(L, mtref, "tether I/O object", what);
+  return *ud;
 }
 
 /* As tk_io_check, and raise ClosedResourceError (operation `op`) when the
 ** object is closed. */
-tt_io *tk_io_checkopen(lua_State *L, int idx, int mtref, const char *what,
+tt_io *tk_io_checkopen(lua_State *L, int mtref, const char *what,
                        const char *op) {
-  tt_io *io = tk_io_check(L, idx, mtref, what);
+  tt_io *io = tk_io_check(L, mtref, what);
   if (io == NULL || io->closed) {
     lua_rawgetp(L, LUA_REGISTRYINDEX, &tt_sched_key);
     tk_raise_closed(L, lua_touserdata(L, -1), op);

@@ -1033,7 +1033,7 @@ static int l_process_open(lua_State *L) {
 
 static tt_proc *tk_proc_self(lua_State *L, const char *what) {
   tt_sched *S = TT_UPSCHED(L);
-  return (tt_proc *)tk_io_check(L, 1, S->io_mt[TT_MT_PROCESS], what);
+  return (tt_proc *)tk_io_check(L, S->io_mt[TT_MT_PROCESS], what);
 }
 
 static void ts_wait_cancel(tt_op *op) {

@@ -236,7 +236,7 @@ static int k_sigwait(lua_State *L, int status, lua_KContext ctx) {
 /* rx:wait() -> the name of the next signal */
 static int l_sigrx_wait(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
-  tt_sigrx *rx = (tt_sigrx *)tk_io_checkopen(L, 1, S->io_mt[TT_MT_SIGNAL],
+  tt_sigrx *rx = (tt_sigrx *)tk_io_checkopen(L, S->io_mt[TT_MT_SIGNAL],
                                              "rx:wait", "signal wait");
   tt_task *t = tk_current(L, S, "rx:wait");
   tt_scope *s = ts_cancelled(t);
@@ -257,7 +257,7 @@ static int l_sigrx_wait(lua_State *L) {
 ** itself, with rx as the loop's state. */
 static int l_sigrx_iter(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
-  tk_io_check(L, 1, S->io_mt[TT_MT_SIGNAL], "rx:iter");
+  tk_io_check(L, S->io_mt[TT_MT_SIGNAL], "rx:iter");
   lua_pushlightuserdata(L, S);
   lua_pushcclosure(L, l_sigrx_wait, 1);
   lua_pushvalue(L, 1);

@@ -414,11 +414,12 @@ void ts_stream_close(tt_io *io) {
   }
 }
 
-/* The open stream at `idx`; `what` names the method, `op` the operation. */
-tt_stream *tk_stream_check(lua_State *L, int idx, const char *what,
+/* The open stream `self` (argument 1); `what` names the method, `op` the
+** operation. */
+tt_stream *tk_stream_check(lua_State *L, const char *what,
                            const char *op) {
   tt_sched *S = TT_UPSCHED(L);
-  return (tt_stream *)tk_io_checkopen(L, idx, S->io_mt[TT_MT_STREAM], what,
+  return (tt_stream *)tk_io_checkopen(L, S->io_mt[TT_MT_STREAM], what,
                                       op);
 }
 
@@ -438,7 +439,7 @@ static const char *const line_keys[] = { "max", "keep", NULL };
 
 /* s:read([max]) -> 1..max bytes, or nil at EOF */
 static int l_read(lua_State *L) {
-  tt_stream *s = tk_stream_check(L, 1, "s:read", "read");
+  tt_stream *s = tk_stream_check(L, "s:read", "read");
   lua_Integer max = 65536;
   if (!lua_isnoneornil(L, 2)) {
     int isint;
@@ -454,7 +455,7 @@ static int l_read(lua_State *L) {
 
 /* s:read_exactly(n) -> n bytes, or IncompleteReadError */
 static int l_read_exactly(lua_State *L) {
-  tt_stream *s = tk_stream_check(L, 1, "s:read_exactly", "read_exactly");
+  tt_stream *s = tk_stream_check(L, "s:read_exactly", "read_exactly");
   lua_Integer n;
   int isint;
   n = lua_tointegerx(L, 2, &isint);
@@ -468,7 +469,7 @@ static int l_read_exactly(lua_State *L) {
 
 /* s:read_line([opts]) -> line, or nil at EOF */
 static int l_read_line(lua_State *L) {
-  tt_stream *s = tk_stream_check(L, 1, "s:read_line", "read_line");
+  tt_stream *s = tk_stream_check(L, "s:read_line", "read_line");
   size_t max = opt_max(L, 2, "s:read_line", line_keys, 65536);
   int keep = tk_opt_bool(L, lua_istable(L, 2) ? 2 : 0, "keep", 0,
                          "s:read_line");
@@ -480,7 +481,7 @@ static int l_read_line(lua_State *L) {
 
 /* s:read_until(sep [, opts]) -> text up to and including sep */
 static int l_read_until(lua_State *L) {
-  tt_stream *s = tk_stream_check(L, 1, "s:read_until", "read_until");
+  tt_stream *s = tk_stream_check(L, "s:read_until", "read_until");
   size_t max;
   if (lua_type(L, 2) != LUA_TSTRING)
     tk_argerror(L, 1, "s:read_until", "string expected");
@@ -494,7 +495,7 @@ static int l_read_until(lua_State *L) {
 
 /* s:read_all([opts]) -> everything until EOF */
 static int l_read_all(lua_State *L) {
-  tt_stream *s = tk_stream_check(L, 1, "s:read_all", "read_all");
+  tt_stream *s = tk_stream_check(L, "s:read_all", "read_all");
   size_t max = opt_max(L, 2, "s:read_all", max_keys, (size_t)-1);
   lua_settop(L, 1);
   s->rneed = max;
@@ -510,7 +511,7 @@ static int l_lines_iter(lua_State *L) {
 
 /* s:lines([opts]) -> iterator of read_line(opts) */
 static int l_lines(lua_State *L) {
-  tk_stream_check(L, 1, "s:lines", "lines");
+  tk_stream_check(L, "s:lines", "lines");
   opt_max(L, 2, "s:lines", line_keys, 65536);
   lua_settop(L, 2);
   lua_pushvalue(L, lua_upvalueindex(1));
@@ -543,7 +544,7 @@ static int k_write(lua_State *L, int status, lua_KContext ctx) {
 /* s:write(data, ...) -> s, once the kernel has every byte */
 static int l_write(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
-  tt_stream *s = tk_stream_check(L, 1, "s:write", "write");
+  tt_stream *s = tk_stream_check(L, "s:write", "write");
   int n = lua_gettop(L) - 1, i, nb = 0, r;
   uv_buf_t small[TT_WBUFS], *bufs = small;
   size_t total = 0;
@@ -625,7 +626,7 @@ static int l_write(lua_State *L) {
 /* s:close_write() -- half-close; waits until the kernel has it */
 static int l_close_write(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
-  tt_io *io = tk_io_check(L, 1, S->io_mt[TT_MT_STREAM], "s:close_write");
+  tt_io *io = tk_io_check(L, S->io_mt[TT_MT_STREAM], "s:close_write");
   tt_stream *s = (tt_stream *)io;
   tt_task *t;
   tt_scope *c;

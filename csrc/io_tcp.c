@@ -502,7 +502,7 @@ static int l_tcp_serve(lua_State *L) {
 ** when `unix_ok`. */
 static tt_stream *tk_check_socket(lua_State *L, const char *what,
                                   const char *op, int unix_ok) {
-  tt_stream *s = tk_stream_check(L, 1, what, op);
+  tt_stream *s = tk_stream_check(L, what, op);
   int type = s->h.handle.type;
   if (type != UV_TCP && !(unix_ok && type == UV_NAMED_PIPE))
     luaL_error(L, "%s: not a %s", what, unix_ok ? "socket" : "TCP stream");

@@ -69,7 +69,7 @@ static void udp_describe(lua_State *L, tt_io *io) {
 static const tt_io_kind udp_kind = {"udp", ts_udp_close, udp_describe};
 
 #define check_udp(L, what, op) \
-  ((tt_udp *)tk_io_checkopen(L, 1, TT_UPSCHED(L)->io_mt[TT_MT_UDP], what, op))
+  ((tt_udp *)tk_io_checkopen(L, TT_UPSCHED(L)->io_mt[TT_MT_UDP], what, op))
 
 static int tk_udp_error(lua_State *L, tt_sched *S, int err, const char *op,
                         const char *host, int port) {

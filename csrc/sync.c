@@ -110,11 +110,6 @@ int ts_waitq_count(const tt_waitq *q) {
 
 /* ---- helpers for every primitive -------------------------------------- */
 
-/* The running task, for an operation that may block. */
-tt_task *tk_sync_task(lua_State *L, tt_sched *S, const char *op) {
-  return tk_current(L, S, op);
-}
-
 /* The running task for a non-blocking operation that needs one. */
 tt_task *tk_sync_owner(lua_State *L, tt_sched *S, const char *op) {
   tt_task *t = S->current;
@@ -262,7 +257,7 @@ static int k_event_wait(lua_State *L, int status, lua_KContext ctx) {
 static int l_event_wait(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
   l_event *ev = check_event(L, "ev:wait");
-  tt_task *t = tk_sync_task(L, S, "ev:wait");
+  tt_task *t = tk_current(L, S, "ev:wait");
   lua_settop(L, 1);
   tk_sync_cancelled(L, t);
   if (ev->set) return tk_sync_done(L, 0);
@@ -328,7 +323,7 @@ static int lock_acquire(lua_State *L, l_lock *lk, tt_task *t, int fast) {
 static int l_lock_acquire(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
   l_lock *lk = check_lock(L, "lk:acquire");
-  tt_task *t = tk_sync_task(L, S, "lk:acquire");
+  tt_task *t = tk_current(L, S, "lk:acquire");
   if (lk->owner == t->id)
     return luaL_error(L, "lk:acquire: the lock is already held by this task");
   lua_settop(L, 1);
@@ -454,7 +449,7 @@ static l_semguard *push_guard(lua_State *L, l_sem *sem) {
 static int l_sem_acquire(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
   l_sem *sem = check_sem(L, "sem:acquire");
-  tt_task *t = tk_sync_task(L, S, "sem:acquire");
+  tt_task *t = tk_current(L, S, "sem:acquire");
   lua_settop(L, 1);
   push_guard(L, sem);       /* first: a memory error leaves nothing held */
   tk_sync_cancelled(L, t);
@@ -627,7 +622,7 @@ static int lim_acquire(lua_State *L, l_lim *lim, tt_task *t, int fast) {
 static int l_lim_acquire(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
   l_lim *lim = check_lim(L, "lim:acquire");
-  tt_task *t = tk_sync_task(L, S, "lim:acquire");
+  tt_task *t = tk_current(L, S, "lim:acquire");
   lua_settop(L, 1);
   lua_getiuservalue(L, 1, UV_AUX);
   if (is_borrower(L, 2, t->id))
@@ -809,7 +804,7 @@ static void check_holder(lua_State *L, l_cond *c, tt_task *t, const char *op) {
 static int l_cond_wait(lua_State *L) {
   tt_sched *S = TT_UPSCHED(L);
   l_cond *c = check_cond(L, "cond:wait");
-  tt_task *t = tk_sync_task(L, S, "cond:wait");
+  tt_task *t = tk_current(L, S, "cond:wait");
   check_holder(L, c, t, "cond:wait");
   lua_settop(L, 1);
   tk_sync_cancelled(L, t);   /* raises holding the lock: nothing to undo */

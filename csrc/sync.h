@@ -34,7 +34,6 @@ tt_task *ts_waitq_grant(tt_waitq *q);
 void ts_waitq_wake_all(tt_waitq *q, int granted);
 int ts_waitq_count(const tt_waitq *q);
 
-tt_task *tk_sync_task(lua_State *L, tt_sched *S, const char *op);
 tt_task *tk_sync_owner(lua_State *L, tt_sched *S, const char *op);
 int tk_sync_done(lua_State *L, int nres);
 int tk_sync_cancelled(lua_State *L, tt_task *t);
